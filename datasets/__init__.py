@@ -1,0 +1,1 @@
+"""TFDS builders for the HyperCUT datasets, installed as `hypercut_datasets`."""
