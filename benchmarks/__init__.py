@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory, side by side with an eager PyTorch reference."""
