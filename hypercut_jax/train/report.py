@@ -1,0 +1,434 @@
+"""Reporting: the metric writer, markdown tables, example strips and progress.
+
+Everything here runs on the host. Writers are silent on every process but 0,
+so the same code runs unchanged on one CPU and on a pod.
+
+- `MetricWriter(workdir)`: one JSON line per logged step in
+  `workdir/metrics.jsonl` (flushed per line), the same scalars mirrored to
+  TensorBoard event files in `workdir/tb` (tensorboardX, no TensorFlow), and
+  `workdir/config.json`.
+- `markdown_table(metrics, stage)`: the results table of an evaluation, next
+  to the paper's numbers for the ordering stage.
+- `save_examples(path_prefix, blur, pred, gt)`: `<prefix>.png` strip and
+  `<prefix>.gif` animation of predicted vs ground-truth frames.
+- `ProgressBar`: tqdm with steps/s, ETA and the latest loss.
+- `format_metrics(metrics)`: a one-line summary for logs.
+
+Importing this module touches no device, file or flag; tensorboardX, tqdm and
+Pillow are imported when first used.
+"""
+import json
+import math
+import numbers
+import os
+import re
+
+import numpy as np
+
+# hit / con@2 / con@3 in percent, HyperCUT (CVPR 2023) Table 1.
+PAPER_ORDERING = {
+    'reds': ('REDS', (95.7, 96.5, 94.4)),
+    'baist': ('B-Aist++', (97.5, 95.6, 91.2)),
+    'rb2v_face': ('RB2V-Face', (94.4, 96.7, 92.1)),
+    'rb2v_hand': ('RB2V-Hand', (98.6, 97.0, 96.7)),
+    'rb2v_street': ('RB2V-Street', (98.7, 98.3, 96.8)),
+}
+_DATASET_ALIASES = {
+    'reds': 'reds',
+    'baist': 'baist', 'baistpp': 'baist',
+    'face': 'rb2v_face', 'rb2vface': 'rb2v_face',
+    'hand': 'rb2v_hand', 'rb2vhand': 'rb2v_hand',
+    'street': 'rb2v_street', 'rb2vstreet': 'rb2v_street',
+}
+_STAGES = ('ordering', 'generator', 'best_of_n')
+_MISSING = '-'
+
+
+# ----------------------------------------------------------------------------
+# Scalars.
+# ----------------------------------------------------------------------------
+def _as_scalar(value):
+  """Python float/int for a scalar (Python, numpy, 0-d or size-1 array), else None."""
+  if isinstance(value, bool):
+    return int(value)
+  if isinstance(value, numbers.Integral):
+    return int(value)
+  if isinstance(value, numbers.Real):
+    return float(value)
+  if hasattr(value, 'shape') and hasattr(value, 'dtype'):
+    arr = np.asarray(value)
+    if arr.size == 1 and (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+      item = arr.reshape(()).item()
+      return int(item) if isinstance(item, (bool, int)) else float(item)
+  return None
+
+
+def _json_value(value):
+  """Strict-JSON form of a scalar: non-finite floats become 'nan'/'inf'/'-inf'.
+
+  `float(v)` reads every written value back, including the non-finite ones
+  (a perfect prediction has pPSNR = inf).
+  """
+  if isinstance(value, float) and not math.isfinite(value):
+    return 'nan' if math.isnan(value) else ('inf' if value > 0 else '-inf')
+  return value
+
+
+def _config_dict(config):
+  """A JSON-ready dict from an `ml_collections.ConfigDict` or a mapping."""
+  if hasattr(config, 'to_dict'):
+    config = config.to_dict()
+  if not isinstance(config, dict):
+    raise ValueError(f'config must be a ConfigDict or dict, got {type(config).__name__}')
+  return config
+
+
+# ----------------------------------------------------------------------------
+# Metric writer.
+# ----------------------------------------------------------------------------
+class MetricWriter:
+  """Appends metrics to `workdir/metrics.jsonl` and TensorBoard (process 0 only).
+
+  Every `write(step, metrics)` adds one strict-JSON line `{"step": s, ...}` and
+  flushes it, so a crash loses nothing already written; scalar values are
+  also written as TensorBoard scalars (tag = metric name, e.g. `eval/hit`)
+  into event files under `workdir/tb`. Non-finite floats are written to JSON
+  as the strings 'nan', 'inf', '-inf' (read them back with `float`); string
+  values are kept in JSON only; any other value (arrays with more than one
+  element, dicts) raises ValueError naming the key.
+
+  On processes other than 0 every method is a no-op and no file is opened.
+  Usable as a context manager.
+  """
+
+  def __init__(self, workdir, process_index=None):
+    """workdir: str/PathLike, created if missing; process_index: default jax.process_index()."""
+    if process_index is None:
+      import jax  # pylint: disable=g-import-not-at-top
+      process_index = jax.process_index()
+    self.workdir = os.fspath(workdir)
+    self.active = int(process_index) == 0
+    self._jsonl = None
+    self._tb = None
+    if self.active:
+      os.makedirs(self.workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(self.workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
+
+  @property
+  def jsonl_path(self):
+    return os.path.join(self.workdir, 'metrics.jsonl')
+
+  @property
+  def tb_dir(self):
+    return os.path.join(self.workdir, 'tb')
+
+  def _tb_writer(self):
+    if self._tb is None:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(logdir=self.tb_dir)
+    return self._tb
+
+  def write(self, step, metrics):
+    """step: int >= 0; metrics: flat dict name -> scalar (or str, JSON only)."""
+    if not self.active:
+      return
+    if self._jsonl is None:
+      raise ValueError(f'MetricWriter({self.workdir!r}) is closed')
+    step_value = _as_scalar(step)
+    if not isinstance(step_value, int) or step_value < 0:
+      raise ValueError(f'step must be a non-negative integer, got {step!r}')
+    record = {'step': step_value}
+    scalars = {}
+    for name, value in metrics.items():
+      if not isinstance(name, str) or name == 'step':
+        raise ValueError(f'metric names must be strings other than "step", got {name!r}')
+      scalar = _as_scalar(value)
+      if scalar is not None:
+        scalars[name] = scalar
+        record[name] = _json_value(scalar)
+      elif isinstance(value, str):
+        record[name] = value
+      else:
+        raise ValueError(f'metric {name!r} is not a scalar: {type(value).__name__} '
+                         f'with shape {getattr(value, "shape", None)}')
+    self._jsonl.write(json.dumps(record, allow_nan=False) + '\n')
+    self._jsonl.flush()
+    if scalars:
+      tb = self._tb_writer()
+      for name, scalar in scalars.items():
+        tb.add_scalar(name, float(scalar), global_step=step_value)
+      tb.flush()
+
+  def write_config(self, config):
+    """Writes `workdir/config.json` (atomically: temp file + rename); config: ConfigDict or dict."""
+    if not self.active:
+      return
+    text = json.dumps(_config_dict(config), indent=2, sort_keys=True, default=str)
+    path = os.path.join(self.workdir, 'config.json')
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text + '\n')
+    os.replace(tmp, path)
+
+  def close(self):
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+# ----------------------------------------------------------------------------
+# Markdown tables.
+# ----------------------------------------------------------------------------
+def _lookup(metrics, name):
+  """metrics[name], else the value of the one key ending in '/name', else None."""
+  if name in metrics:
+    return metrics[name]
+  hits = [k for k in metrics if isinstance(k, str) and k.endswith('/' + name)]
+  if len(hits) > 1:
+    raise ValueError(f'metric {name!r} is ambiguous: {sorted(hits)}; pass one split only')
+  return metrics[hits[0]] if hits else None
+
+
+def _fmt(value, scale=1.0, digits=2):
+  scalar = None if value is None else _as_scalar(value)
+  if scalar is None:
+    return _MISSING
+  scalar = float(scalar) * scale
+  if math.isnan(scalar):
+    return 'nan'
+  if math.isinf(scalar):
+    return 'inf' if scalar > 0 else '-inf'
+  return f'{scalar:.{digits}f}'
+
+
+def _table(header, rows):
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] * len(header)) + '|']
+  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def _dataset_key(dataset):
+  key = _DATASET_ALIASES.get(re.sub(r'[^a-z0-9]', '', str(dataset).lower()))
+  if key is None:
+    raise ValueError(f'dataset={dataset!r}; known: {sorted(PAPER_ORDERING)} '
+                     f'(aliases: {sorted(_DATASET_ALIASES)})')
+  return key
+
+
+def _ordering_table(metrics, dataset):
+  header = ['', 'hit (%)', 'hit (0,6) (%)', 'con@2 (%)', 'con@3 (%)']
+  ours = ['ours'] + [_fmt(_lookup(metrics, k), 100.0, 1)
+                     for k in ('hit', 'hit_first', 'con@2', 'con@3')]
+  keys = list(PAPER_ORDERING) if dataset is None else [_dataset_key(dataset)]
+  rows = [ours]
+  for key in keys:
+    label, (hit, con2, con3) = PAPER_ORDERING[key]
+    rows.append([f'paper ({label})', f'{hit:.1f}', _MISSING, f'{con2:.1f}', f'{con3:.1f}'])
+  n = _lookup(metrics, 'n')
+  note = '' if n is None else f'\n\n{_fmt(n, digits=0)} test examples.'
+  return _table(header, rows) + note
+
+
+def _generator_table(metrics):
+  frames = _table(['', *[f'frame {i + 1}' for i in range(7)]],
+                  [['pPSNR (dB)', *[_fmt(_lookup(metrics, f'ppsnr_f{i}')) for i in range(7)]]])
+  pooled = _table(
+      ['pPSNR (dB)', 'pSSIM', 'pLPIPS', 'pred hit (%)', 'pred con@2 (%)', 'pred con@3 (%)'],
+      [[_fmt(_lookup(metrics, 'ppsnr')), _fmt(_lookup(metrics, 'pssim'), digits=4),
+        _fmt(_lookup(metrics, 'plpips'), digits=4),
+        *[_fmt(_lookup(metrics, k), 100.0, 1) for k in ('pred_hit', 'pred_con@2', 'pred_con@3')]]])
+  n = _lookup(metrics, 'n')
+  note = '' if n is None else f'\n\n{_fmt(n, digits=0)} test examples.'
+  return frames + '\n\n' + pooled + note
+
+
+def _best_of_n_table(metrics):
+  ns = set()
+  for key in metrics:
+    m = re.search(r'(?:^|/)p(\d+)/(?:ppsnr|pssim|plpips)$', str(key))
+    if m:
+      ns.add(int(m.group(1)))
+  rows = [[f'P{n}', _fmt(_lookup(metrics, f'p{n}/ppsnr')),
+           _fmt(_lookup(metrics, f'p{n}/pssim'), digits=4),
+           _fmt(_lookup(metrics, f'p{n}/plpips'), digits=4)] for n in sorted(ns)]
+  return _table(['', 'pPSNR (dB)', 'pSSIM', 'pLPIPS'], rows)
+
+
+def markdown_table(metrics, stage, dataset=None):
+  """Results of one evaluation as markdown.
+
+  Args:
+    metrics: flat dict of scalars, as returned by the evaluators (keys may
+      carry a split prefix, e.g. 'eval/hit'; missing entries print as '-').
+    stage: 'ordering': hit (all pairs), hit (pair (0,6)), con@2, con@3 in
+      percent with 1 decimal, and the paper's numbers below; 'generator':
+      per-frame pPSNR (frames 1..7, the paper's layout), then pooled pPSNR /
+      pSSIM / pLPIPS and hit/con@2/con@3 of the predictions under H;
+      'best_of_n': one row per P_n (keys 'p{n}/ppsnr' etc.).
+    dataset: for 'ordering', the paper's reference row to show (one of
+      'reds', 'baist', 'rb2v_face', 'rb2v_hand', 'rb2v_street' or aliases
+      such as 'face', 'B-Aist++'); None shows all five.
+  Returns:
+    The markdown text (no trailing newline).
+  """
+  if stage == 'ordering':
+    return _ordering_table(metrics, dataset)
+  if stage == 'generator':
+    return _generator_table(metrics)
+  if stage == 'best_of_n':
+    return _best_of_n_table(metrics)
+  raise ValueError(f'stage={stage!r}; known: {list(_STAGES)}')
+
+
+def format_metrics(metrics, digits=4):
+  """'name=value name=value ...' for log lines; non-scalars are skipped."""
+  parts = []
+  for name, value in metrics.items():
+    scalar = _as_scalar(value)
+    if scalar is not None:
+      parts.append(f'{name}={scalar}' if isinstance(scalar, int) else f'{name}={scalar:.{digits}g}')
+  return ' '.join(parts)
+
+
+# ----------------------------------------------------------------------------
+# Example images.
+# ----------------------------------------------------------------------------
+def to_uint8(images):
+  """uint8 images from uint8 (as is) or float in [0,1].
+
+  Floats: round(x*255) (numpy rounding, half to even, like
+  `metrics.quantize_8bit`) clipped to [0,255]; NaN -> 0.
+  """
+  arr = np.asarray(images)
+  if arr.dtype == np.uint8:
+    return arr
+  if not np.issubdtype(arr.dtype, np.floating):
+    raise ValueError(f'images must be uint8 or float in [0,1], got dtype {arr.dtype}')
+  arr = np.nan_to_num(arr.astype(np.float32), nan=0.0)
+  return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+
+
+def _check_examples(blur, pred, gt):
+  blur, pred, gt = to_uint8(blur), to_uint8(pred), to_uint8(gt)
+  if blur.ndim != 4 or blur.shape[-1] != 3:
+    raise ValueError(f'blur must be [N,H,W,3], got shape {blur.shape}')
+  n, h, w, _ = blur.shape
+  for name, arr in (('pred', pred), ('gt', gt)):
+    if arr.ndim != 5 or arr.shape[0] != n or arr.shape[2:] != (h, w, 3):
+      raise ValueError(f'{name} must be [N,T,H,W,3] = [{n},T,{h},{w},3] to match blur, '
+                       f'got shape {arr.shape}')
+  if pred.shape[1] != gt.shape[1]:
+    raise ValueError(f'pred and gt need the same number of frames, got {pred.shape} and {gt.shape}')
+  if n == 0:
+    raise ValueError('no examples to save (blur has shape [0,...])')
+  return blur, pred, gt
+
+
+def _grid(tiles, pad, fill=255):
+  """tiles: list of rows, each a list of uint8[H,W,3] -> uint8 image, `pad` px between tiles."""
+  h, w = tiles[0][0].shape[:2]
+  n_rows, n_cols = len(tiles), max(len(r) for r in tiles)
+  out = np.full((n_rows * h + (n_rows - 1) * pad, n_cols * w + (n_cols - 1) * pad, 3),
+                fill, np.uint8)
+  for i, row in enumerate(tiles):
+    for j, tile in enumerate(row):
+      if tile is not None:
+        out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = tile
+  return out
+
+
+def save_examples(path_prefix, blur, pred, gt, max_examples=4, pad=2, frame_ms=150):
+  """Writes `<path_prefix>.png` and `<path_prefix>.gif` for up to max_examples examples.
+
+  PNG strip: one row per example, tiles `blur | pred_0..pred_{T-1} | gt_0..gt_{T-1}`
+  separated by `pad` white pixels: size (rows, cols) =
+  (n*H + (n-1)*pad, (2T+1)*W + 2T*pad), n = min(N, max_examples).
+  GIF: T frames looping forward forever (frame_ms each); frame t shows
+  `pred_t | gt_t` for every example, one row each: size
+  (n*H + (n-1)*pad, 2*W + pad). Pillow merges GIF frames that are
+  pixel-identical to the previous one (a static video has fewer frames).
+
+  Args:
+    path_prefix: output path without extension; parent dirs are created.
+    blur: [N,H,W,3]; pred, gt: [N,T,H,W,3]; each uint8 or float in [0,1]
+      (converted with round(x*255) clipped to [0,255]).
+  Returns:
+    (png_path, gif_path).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  blur, pred, gt = _check_examples(blur, pred, gt)
+  n = min(blur.shape[0], int(max_examples))
+  if n < 1:
+    raise ValueError(f'max_examples must be >= 1, got {max_examples}')
+  path_prefix = os.fspath(path_prefix)
+  parent = os.path.dirname(path_prefix)
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  t = pred.shape[1]
+  strip = _grid([[blur[i], *pred[i], *gt[i]] for i in range(n)], pad)
+  png_path, gif_path = path_prefix + '.png', path_prefix + '.gif'
+  Image.fromarray(strip).save(png_path)
+  frames = [Image.fromarray(_grid([[pred[i, k], gt[i, k]] for i in range(n)], pad))
+            for k in range(t)]
+  frames[0].save(gif_path, save_all=True, append_images=frames[1:], loop=0,
+                 duration=int(frame_ms))
+  return png_path, gif_path
+
+
+# ----------------------------------------------------------------------------
+# Progress.
+# ----------------------------------------------------------------------------
+class ProgressBar:
+  """tqdm over training steps showing steps/s, ETA and the latest metrics.
+
+  Call `update(step, metrics)` once per log interval with the absolute step
+  (a resumed run starts at `initial`); the bar shows the rate in steps/s and
+  the ETA to `total`, and `keys` of `metrics` (default: names containing
+  'loss') as postfix. Silent (nothing printed) on processes other than 0.
+  """
+
+  def __init__(self, total, initial=0, desc=None, keys=None, process_index=None, **tqdm_kw):
+    if process_index is None:
+      import jax  # pylint: disable=g-import-not-at-top
+      process_index = jax.process_index()
+    import tqdm  # pylint: disable=g-import-not-at-top
+    self.keys = keys
+    self.step = int(initial)
+    self._bar = tqdm.tqdm(total=int(total), initial=int(initial), desc=desc, unit='step',
+                          dynamic_ncols=True, disable=int(process_index) != 0, **tqdm_kw)
+
+  def update(self, step, metrics=None):
+    """step: absolute step reached; metrics: dict of scalars (optional)."""
+    step = int(step)
+    if metrics:
+      shown = {k: v for k, v in metrics.items()
+               if (k in self.keys if self.keys is not None else 'loss' in k)}
+      postfix = {k.split('/')[-1] if k.count('/') == 1 else k: _fmt(v, digits=4)
+                 for k, v in shown.items()}
+      self._bar.set_postfix(postfix, refresh=False)
+    if step > self.step:
+      self._bar.update(step - self.step)
+    self.step = max(step, self.step)
+
+  def write(self, text):
+    """Prints a line above the bar (process 0 only)."""
+    if not self._bar.disable:
+      self._bar.write(text, file=self._bar.fp)
+
+  def close(self):
+    self._bar.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
