@@ -1,0 +1,1 @@
+"""TFDS builder: see baist_dataset_builder.py and README.md."""

@@ -1,0 +1,1 @@
+"""TFDS builder: see reds_dataset_builder.py and README.md."""
