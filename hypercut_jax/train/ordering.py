@@ -1,0 +1,103 @@
+"""Stage 1: train the ordering network H against a fixed hyperplane.
+
+Per example, the 3 frame pairs (k, 6-k) are scored in both orders in one
+batched apply (`models.ordering.pair_scores`) and
+`losses.ordering_loss(u, v, form)` pushes each pair and its swap to opposite
+sides of the hyperplane. The hyperplane is drawn once from the init key and
+kept in `OrderingState.hyperplane`; it is never differentiated and never
+redrawn (a resumed run reads it from the checkpoint).
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from hypercut_jax import losses
+from hypercut_jax import metrics as metrics_lib
+from hypercut_jax.models import ordering as ordering_model
+from hypercut_jax.train import state as state_lib
+
+MODEL_NAME = 'hypercut'
+# OrderingNet fields a config may set (everything but `dtype`).
+MODEL_FIELDS = ('nf', 'embed_dim', 'n_down', 'n_blocks', 'negative_slope',
+                'channel_order', 'mean', 'std')
+
+
+def compute_dtype(precision: str):
+  """'float32' -> None (module default), 'bfloat16' -> jnp.bfloat16."""
+  return jnp.bfloat16 if precision == 'bfloat16' else None
+
+
+def make_model(model_kwargs: dict, precision: str = 'float32'
+               ) -> ordering_model.OrderingNet:
+  """OrderingNet from `config.model.kwargs` (a dict of MODEL_FIELDS)."""
+  kwargs = dict(model_kwargs or {})
+  unknown = sorted(set(kwargs) - set(MODEL_FIELDS))
+  if unknown:
+    raise ValueError(f'config.model.kwargs has unknown OrderingNet fields '
+                     f'{unknown}; known: {list(MODEL_FIELDS)}')
+  for key in ('mean', 'std'):
+    if key in kwargs:
+      kwargs[key] = tuple(float(x) for x in kwargs[key])
+  return ordering_model.OrderingNet(dtype=compute_dtype(precision), **kwargs)
+
+
+def make_init(model, tx: optax.GradientTransformation, image_size: int
+              ) -> Callable:
+  """init(key) -> OrderingState at step 0: params + hyperplane + opt state."""
+  def init(key):
+    param_key, plane_key = jax.random.split(key)
+    pairs = jnp.zeros((1, image_size, image_size, 6), jnp.float32)
+    params = model.init(param_key, pairs)['params']
+    hyperplane = ordering_model.init_hyperplane(plane_key, model.embed_dim)
+    return state_lib.create(params, tx, hyperplane=hyperplane)
+  return init
+
+
+def to_float(images):
+  """uint8 in [0,255] -> f32 in [0,1]; float input is passed through."""
+  if jnp.issubdtype(images.dtype, jnp.integer):
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
+
+
+def make_train_step(model, tx: optax.GradientTransformation, *,
+                    loss_form: str = 'official',
+                    schedule: optax.Schedule | None = None) -> Callable:
+  """train_step(state, batch, key) -> (state, metrics).
+
+  batch: {'sharp': uint8[B,7,H,W,3], ...} sharded on B. key: the run's
+  train key; the step folds in `state.step` (H itself draws no randomness,
+  the fold keeps the signature uniform across stages). metrics: flat dict
+  of f32[] ('train/loss', 'train/hit', 'train/con@3', 'train/lr').
+  """
+  def loss_fn(params, hyperplane, frames):
+    u, v = ordering_model.pair_scores(model, params, hyperplane, frames)
+    return losses.ordering_loss(u, v, form=loss_form), (u, v)
+
+  def train_step(state, batch, key):
+    del key  # deterministic network; see docstring
+    frames = to_float(batch['sharp'])
+    (loss, (u, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.hyperplane, frames)
+    new_state = state_lib.apply_gradients(state, grads, tx)
+    out = {'train/loss': loss,
+           'train/hit': jnp.mean(metrics_lib.hit(u, v)),
+           'train/con@3': jnp.mean(metrics_lib.con(u, 3)),
+           'train/grad_norm': optax.global_norm(grads)}
+    if schedule is not None:
+      out['train/lr'] = jnp.asarray(schedule(state.step), jnp.float32)
+    return new_state, out
+  return train_step
+
+
+def make_score_fn(model) -> Callable:
+  """score(params, hyperplane, frames) -> (u, v), each f32[B,3].
+
+  frames: uint8[B,7,H,W,3] or f32 in [0,1]; jit it with shardings.
+  """
+  def score(params, hyperplane, frames):
+    return ordering_model.pair_scores(model, params, hyperplane,
+                                      to_float(frames))
+  return score

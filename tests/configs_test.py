@@ -1,0 +1,161 @@
+"""Tests for configs/: parse_arg, every config loads, validates and runs a
+step (TFDS configs on the builders' dummy data), overrides are checked."""
+import importlib.util
+import os
+
+from absl import flags
+import jax
+from ml_collections import config_flags
+import pytest
+
+from hypercut_jax.train import loop
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, 'configs')
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(
+      f'config_{name}', os.path.join(CONFIGS, f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+common = _load('common')
+
+
+# ----------------------------------------------------------------- parse_arg --
+def test_parse_arg_types_values_against_defaults():
+  arg = common.parse_arg('subset=face,smoke,seed=3,lr=0.5', subset='street',
+                         smoke=False, seed=0, lr=1.0, flag=True)
+  assert (arg.subset, arg.smoke, arg.seed, arg.lr, arg.flag) == (
+      'face', True, 3, 0.5, True)
+  assert common.parse_arg('smoke=false', smoke=True).smoke is False
+  assert common.parse_arg(None, seed=1).seed == 1
+
+
+@pytest.mark.parametrize('arg,match', [
+    ('subsett=face', "unknown config arg 'subsett'.*known: \\['seed', 'smoke', 'subset'\\]"),
+    ('seed=x', "seed='x': expected an int"),
+    ('smoke=maybe', 'expected a bool'),
+    ('subset', "config arg 'subset' needs a value"),
+])
+def test_parse_arg_rejects_bad_input(arg, match):
+  with pytest.raises(ValueError, match=match):
+    common.parse_arg(arg, subset='street', seed=0, smoke=False)
+
+
+def test_config_args_are_checked():
+  with pytest.raises(ValueError, match="subset='city'; known"):
+    _load('rb2v').get_config('subset=city')
+  with pytest.raises(ValueError, match="model='unet'; known"):
+    _load('reds').get_config('stage=generator,model=unet')
+
+
+# ------------------------------------------------------------ every config --
+ALL = [('synthetic', a) for a in ('', 'smoke', 'stage=ordering,smoke',
+                                  'stage=generator,smoke')]
+ALL += [('rb2v', f'subset={s},stage={st},model={m}{sm}')
+        for s in ('street', 'face', 'hand') for st in ('ordering', 'generator')
+        for m in ('jin2018', 'purohit2019') for sm in ('', ',smoke')]
+ALL += [(n, f'stage={st},model={m}{sm}') for n in ('reds', 'baist')
+        for st in ('ordering', 'generator')
+        for m in ('jin2018', 'purohit2019') for sm in ('', ',smoke')]
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory):
+  """The builders' dummy data prepared into a temp data_dir."""
+  from hypercut_datasets import build  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  dummy = os.path.join(REPO, 'datasets')
+  for subset in ('street', 'face', 'hand'):
+    build.build('rb2v', manual_dir=os.path.join(dummy, 'rb2v', 'dummy_data'),
+                data_dir=data_dir, config=subset)
+  build.build('reds', manual_dir=os.path.join(dummy, 'reds', 'dummy_data'),
+              data_dir=data_dir, config='linear')
+  build.build('baist', manual_dir=os.path.join(dummy, 'baist', 'dummy_data'),
+              data_dir=data_dir)
+  return data_dir
+
+
+def _get(name, arg, data_dir):
+  module = _load(name)
+  if name != 'synthetic':
+    arg = f'{arg},data_dir={data_dir}' if arg else f'data_dir={data_dir}'
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize('name,arg', ALL)
+def test_every_config_loads_and_validates(name, arg, tfds_dir):
+  config = _get(name, arg, tfds_dir)
+  assert config.stage in loop.STAGES
+  doc = _load(name).__doc__
+  assert 'python -m hypercut_jax.main --config=configs/' + name in doc.replace('\\\n', '')
+  one = jax.devices()[:1] if name != 'synthetic' and 'smoke' in arg else None
+  loop.validate(config, devices=one)
+
+
+def test_full_size_tfds_configs_carry_the_paper_settings(tfds_dir):
+  h = _get('rb2v', 'subset=face', tfds_dir)
+  assert (h.optim.name, h.optim.lr, h.optim.b1, h.optim.b2, h.optim.eps) == (
+      'adamax_torch', 5e-4, 0.9, 0.999, 1e-8)
+  assert (h.optim.schedule, h.optim.decay_rate, h.optim.decay_every_epochs) == (
+      'step', 0.9, 3.0)
+  assert (h.input.batch_size, h.input.crop, h.total_epochs) == (8, 256, 100)
+  assert h.model.kwargs.to_dict() == dict(
+      nf=32, embed_dim=128, n_down=5, n_blocks=6, negative_slope=1.0,
+      channel_order='bgr')
+  g = _get('reds', 'stage=generator,model=purohit2019', tfds_dir)
+  assert g.hypercut.alpha == 0.2 and g.loss.flow_weight == 0.02
+  assert g.optim.name == 'adam'
+
+
+# One step of each dataset config's default stage on the dummy data (1
+# device: the dummy splits hold 1-3 examples). The generator stage runs end
+# to end in main_test (synthetic); here its TFDS configs are validated only,
+# to keep the suite within its CPU budget.
+RUN = [('rb2v', 'subset=face,smoke'), ('reds', 'smoke'), ('baist', 'smoke')]
+
+
+@pytest.mark.parametrize('name,arg', RUN)
+def test_config_runs_one_step_on_dummy_data(name, arg, tfds_dir, tmp_path):
+  config = _get(name, arg, tfds_dir)
+  config.total_steps = 1
+  out = loop.run(config, str(tmp_path), devices=jax.devices()[:1])
+  result = out[config.stage]
+  assert result.step == 1 and not result.preempted
+  assert (tmp_path / 'results.md').is_file()
+
+
+def test_synthetic_stage_runs_one_step_on_8_devices(tmp_path):
+  config = _get('synthetic', 'stage=ordering,smoke', None)
+  config.total_steps = 1
+  out = loop.run(config, str(tmp_path))
+  assert out['ordering'].step == 1
+
+
+# ----------------------------------------------------------- CLI overrides --
+def _parse(*argv):
+  argv = ['prog', f'--config={os.path.join(CONFIGS, "synthetic.py")}:smoke',
+          *argv]
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'c', flag_values=fv,
+                                  lock_config=True, sys_argv=argv)
+  fv(argv)
+  return fv.config
+
+
+def test_override_sets_a_field():
+  config = _parse('--config.ordering.optim.lr=0.25',
+                  '--config.ordering.ckpt_steps=5')
+  assert config.ordering.optim.lr == 0.25 and config.ordering.ckpt_steps == 5
+
+
+def test_misspelt_override_fails_naming_the_field():
+  # Raised while the flags are parsed, i.e. before any config is used.
+  with pytest.raises((flags.Error, AttributeError), match='lrr'):
+    _parse('--config.ordering.optim.lrr=0.25')
+  with pytest.raises((flags.Error, TypeError), match='batch_size'):
+    _parse('--config.ordering.input.batch_size=eight')
