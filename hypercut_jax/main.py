@@ -38,6 +38,18 @@ _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', None,
     'Call jax.distributed.initialize() first (default: env '
     'HYPERCUT_DISTRIBUTED=1).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None,
+    'host:port of process 0 for jax.distributed.initialize (default: '
+    'JAX_COORDINATOR_ADDRESS or cluster auto-detection). Implies '
+    '--distributed.')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None,
+    'Processes in the job (default: auto-detected on TPU/SLURM/Open MPI). '
+    'Implies --distributed.')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', None,
+    'This process, 0..num_processes-1 (default: auto-detected).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -55,6 +67,8 @@ class _QuietLibraries(logging.logging.Filter):
 def _want_distributed() -> bool:
   if _DISTRIBUTED.value is not None:
     return _DISTRIBUTED.value
+  if _COORDINATOR.value is not None or _NUM_PROCESSES.value is not None:
+    return True
   return os.environ.get('HYPERCUT_DISTRIBUTED', '0').lower() in ('1', 'true')
 
 
@@ -64,7 +78,9 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # pylint: disable=g-import-not-at-top
   if _want_distributed():
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   from hypercut_jax.train import loop  # pylint: disable=g-import-not-at-top
   logging.info('process %d/%d, %d local / %d devices', jax.process_index(),
                jax.process_count(), jax.local_device_count(),

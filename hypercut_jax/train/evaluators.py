@@ -82,6 +82,14 @@ def _put(x, sharding):
   return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
 
+def _global_shape(host_array, sharding):
+  """Shape of the global array a process-local batch becomes under `sharding`."""
+  shape = tuple(np.shape(host_array))
+  if sharding is None:
+    return shape
+  return (shape[0] * jax.process_count(),) + shape[1:]
+
+
 def _check_scores(u, v, batch_size):
   n_pairs = len(losses.pair_indices(_N_FRAMES))
   for name, s in (('u', u), ('v', v)):
@@ -262,8 +270,9 @@ class GeneratorEvaluator:
     for batch in self.batches_fn():
       mask = _check_batch(batch, keys=('blur', 'sharp'))
       pred = self.predict_fn(*args, batch)
-      if tuple(pred.shape) != tuple(batch['sharp'].shape):
-        raise ValueError(f"predict_fn must return f32{list(batch['sharp'].shape)} like "
+      want = _global_shape(batch['sharp'], self.data_sharding)
+      if tuple(pred.shape) != want:
+        raise ValueError(f"predict_fn must return f32{list(want)} like "
                          f"batch['sharp'], got shape {tuple(pred.shape)}")
       sharp = _put(batch['sharp'], self.data_sharding)
       per_example = _image_metrics(lpips_fn, self.score_fn, self.max_db, self.level, pred, sharp)
@@ -333,8 +342,9 @@ class BestOfNEvaluator:
       samples = []
       for s in range(max(self.ns)):
         pred = self.sample_fn(*args, batch, jax.random.fold_in(batch_key, s))
-        if tuple(pred.shape) != tuple(batch['sharp'].shape):
-          raise ValueError(f"sample_fn must return f32{list(batch['sharp'].shape)} like "
+        want = _global_shape(batch['sharp'], self.data_sharding)
+        if tuple(pred.shape) != want:
+          raise ValueError(f"sample_fn must return f32{list(want)} like "
                            f"batch['sharp'], got shape {tuple(pred.shape)}")
         per_example = _image_metrics(lpips_fn, None, self.max_db, self.level, pred, sharp)
         samples.append({k: per_example[k] for k in ('ppsnr', 'pssim', 'plpips')

@@ -384,7 +384,10 @@ def _eval_batches_fn(cfg, source):
 def _sigterm_flag():
   """Yields an Event set by SIGTERM (the handler does nothing else)."""
   flag = threading.Event()
-  if threading.current_thread() is not threading.main_thread():
+  if (threading.current_thread() is not threading.main_thread()
+      or jax.process_count() > 1):
+    # Several processes: jax's preemption service (started by
+    # jax.distributed.initialize) owns SIGTERM and picks the stop step.
     yield flag
     return
   previous = signal.getsignal(signal.SIGTERM)
@@ -393,6 +396,20 @@ def _sigterm_flag():
     yield flag
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def _should_stop(stop_flag, step: int) -> bool:
+  """Preempted? The same answer on every process, at the same step.
+
+  One process: our SIGTERM flag. Several: a SIGTERM to any of them reaches
+  jax's preemption service, which picks one step for all (each process
+  acting on its own signal deadlocks: one saves while the others run the
+  next step's collectives).
+  """
+  if jax.process_count() == 1:
+    return stop_flag.is_set()
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.reached_preemption_sync_point(step)
 
 
 # =============================================================================
@@ -481,7 +498,7 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
     logging.info('[%s] resumed from step %d in %s', stage, latest, ckpt_dir)
   else:
     state = jax.jit(parts.init, out_shardings=state_sh)(init_key)
-  train_key = jax.device_put(train_key, repl)
+  train_key = jax.jit(lambda k: k, out_shardings=repl)(train_key)  # multi-host safe
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
   logging.info('[%s] %d params, %d steps (%d per epoch), %d devices', stage,
                n_params, total, steps_per_epoch, mesh.size)
@@ -528,7 +545,7 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
         batch = sharding_lib.put_batch(host_batch, batch_sh)
         state, step_metrics = step_fn(state, batch, train_key, *parts.extra)
       pending.append((step, step_metrics))
-      stop = stop_flag.is_set()
+      stop = _should_stop(stop_flag, step)
       is_end = step == total
       is_eval = is_end or bool(eval_every and step % eval_every == 0)
       is_ckpt = (is_end or is_eval or stop

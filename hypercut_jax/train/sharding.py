@@ -100,7 +100,11 @@ def put_batch(host_batch: dict, sharding: NamedSharding) -> dict:
     if value.dtype.kind not in 'biuf':
       continue
     try:
-      out[key] = jax.make_array_from_process_local_data(sharding, value)
+      # The step's one explicit host-to-device copy. Across processes jax
+      # routes it through make_array_from_callback, which the caller's
+      # transfer_guard('disallow') would count as implicit.
+      with jax.transfer_guard('allow'):
+        out[key] = jax.make_array_from_process_local_data(sharding, value)
     except ValueError as e:
       raise ValueError(
           f'batch[{key!r}] of shape {value.shape} cannot be laid out over '
