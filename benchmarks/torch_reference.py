@@ -10,9 +10,13 @@ in eager PyTorch, and (b) the checkpoint-converter tests have a module whose
   f_func.model.{13..18}.conv_block.{1,4}.{weight,bias}  residual blocks
   hyperplane.hyperplane                   fixed vector of d+1 values
 
-Needs the `bench` or `convert` extra (torch). Inputs are NCHW float tensors
-already normalised the way the official data loader does it.
+Needs the `bench` or `convert` extra (torch). `ordering_loss` takes NCHW
+float frames already normalised the way the official data loader does it;
+`normalize_frames` does that from the uint8 NHWC frames our pipeline yields,
+and `load_flax_params` copies a Flax H (+ hyperplane) into the module so both
+sides can be checked to compute the same loss.
 """
+import numpy as np
 import torch
 from torch import nn
 
@@ -92,6 +96,54 @@ def ordering_loss(net, frames):
   diff = sp(u * v).mean(dim=1).mean()
   same = (sp(-u[0] * u[1]).mean() + sp(-u[1] * u[2]).mean() + sp(-u[0] * u[2]).mean()) / 3
   return 0.5 * diff + 0.5 * same
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_frames(frames_u8, channel_order='bgr', mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD):
+  """uint8 [B,T,H,W,3] RGB -> f32 [B,T,3,H,W], the official H input.
+
+  Scaled to [0,1]; with channel_order='bgr' the channels are reversed (the
+  official loader reads BGR with OpenCV); then (x - mean) / std with the
+  statistics applied to the channels in that order, as given.
+  """
+  x = frames_u8.to(torch.float32) / 255.0
+  if channel_order == 'bgr':
+    x = x.flip(-1)
+  m = torch.tensor(mean, dtype=torch.float32)
+  s = torch.tensor(std, dtype=torch.float32)
+  return ((x - m) / s).permute(0, 1, 4, 2, 3).contiguous()
+
+
+def load_flax_params(net, params, hyperplane=None):
+  """Copies Flax `OrderingNet` params (HWIO kernels) into `net` (OIHW).
+
+  params: the Flax params tree (numpy or jax arrays); hyperplane: f32[d+1]
+  or None. Key mapping from `hypercut_jax.models.ordering
+  .official_param_names`; raises KeyError naming a missing entry.
+  """
+  from hypercut_jax.models import ordering  # pylint: disable=g-import-not-at-top
+  n_down = sum(1 for m in net.f_func.model if isinstance(m, nn.Conv2d)) - 1
+  n_blocks = sum(1 for m in net.f_func.model if isinstance(m, _ResBlock))
+  state = {}
+  for prefix, path in ordering.official_param_names(n_down, n_blocks).items():
+    leaf = params
+    for name in path:
+      leaf = leaf[name]
+    kernel = torch.as_tensor(np.asarray(leaf['kernel'], np.float32))
+    state[f'f_func.{prefix}.weight'] = kernel.permute(3, 2, 0, 1).contiguous()
+    state[f'f_func.{prefix}.bias'] = torch.as_tensor(
+        np.asarray(leaf['bias'], np.float32))
+  if hyperplane is not None:
+    state['hyperplane.hyperplane'] = torch.as_tensor(
+        np.asarray(hyperplane, np.float32))
+  else:
+    state['hyperplane.hyperplane'] = net.hyperplane.hyperplane.detach()
+  net.load_state_dict(state, strict=True)
+  return net
 
 
 def num_params(module):
