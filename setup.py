@@ -21,16 +21,19 @@ BASE = [
 ]
 
 EXTRAS = {
-    # Everything the test suite needs (README command 2).
-    # Everything the test suite needs (README command 2); torch for the
-    # checkpoint-converter parity tests against an eager PyTorch H.
-    'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'torch>=2.5,<2.14'],
+    # Everything the test suite needs (README command 2): torch for the
+    # checkpoint-converter parity tests against an eager PyTorch H and the
+    # benchmark smoke tests, matplotlib for the reproduction report's plots.
+    'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'torch>=2.5,<2.14',
+             'matplotlib>=3.8,<4'],
     # Building PNG-encoded TFDS datasets (REDS, B-Aist++, RB2V).
     'prepare': ['tensorflow-cpu>=2.16,<3'],
     # Reading the authors' released PyTorch checkpoints.
     'convert': ['torch>=2.5,<2.14'],
     # Side-by-side speed comparisons with an eager PyTorch reference.
-    'bench': ['torch>=2.5,<2.14'],
+    'bench': ['torch>=2.5,<2.14', 'matplotlib>=3.8,<4'],
+    # The reproduction report's figures (python -m hypercut_jax.reproduce).
+    'repro': ['matplotlib>=3.8,<4'],
 }
 
 setuptools.setup(

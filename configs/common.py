@@ -13,7 +13,16 @@ Config layout (what `hypercut_jax.train.loop` reads):
   keep, async_checkpoint, log_steps
   per stage (top level for one stage; in `config.ordering` and
   `config.generator` when stage='both'):
-    model.name, model.kwargs       'hypercut' (H) or a generator name
+    model.name, model.kwargs       'hypercut' (H) or a generator name;
+                                   purohit2019 also takes
+                                   kwargs.middle='jin_centre'|'none' (its
+                                   middle-frame net; default the full Jin
+                                   centre) and kwargs.middle_kwargs={...}
+                                   (JinCentre fields: features, stages,
+                                   tail_features, scale)
+    model.centre_checkpoint        (generator) None, or a stage-2 workdir of
+                                   a jin2018 run whose trained centre net is
+                                   copied into purohit2019's `centre` at init
     optim.*                        see hypercut_jax/train/optim.py
     loss.*                         ordering: form; generator: deblur,
                                    flow_weight
@@ -22,6 +31,15 @@ Config layout (what `hypercut_jax.train.loop` reads):
     total_steps | total_epochs, eval_steps | eval_epochs,
     ckpt_steps | ckpt_epochs       (one of each pair; None = at the end)
     eval.lpips/num_examples/max_examples, best_metric
+    eval.middle                    (generator, models taking a middle frame)
+                                   'gt': evaluate with the ground-truth
+                                   middle frame (the HyperCUT
+                                   reimplementation's protocol) | 'estimate':
+                                   with the centre net's estimate | None:
+                                   'estimate' when model.centre_checkpoint is
+                                   set, else 'gt'. Logged at every eval and
+                                   as eval/middle_gt (1 = ground truth).
+                                   Training always uses the ground truth.
 """
 import ml_collections
 from ml_collections import config_dict
@@ -173,6 +191,11 @@ GENERATOR_OPTIM = {
     'purohit2019': dict(name='adam', lr=1e-4, schedule='multistep',
                         decay_rate=0.5, milestones_epochs=(50.0, 75.0)),
 }
+# Default model kwargs (named so `--config.model.kwargs.middle=none` works).
+GENERATOR_KWARGS = {
+    'jin2018': {},
+    'purohit2019': {'middle': 'jin_centre'},
+}
 GENERATOR_LOSS = {
     'jin2018': dict(deblur='order_invariant', flow_weight=0.0),
     'purohit2019': dict(deblur='order_invariant', flow_weight=0.02),
@@ -184,8 +207,11 @@ def generator_stage(model: str = 'jin2018', kwargs=None
   """Stage 2: generator `model` + alpha * R_hyp with H frozen (alpha 0.2)."""
   check_choice('model', model, tuple(GENERATOR_OPTIM))
   c = ml_collections.ConfigDict()
-  c.model = ml_collections.ConfigDict({'name': model,
-                                       'kwargs': dict(kwargs or {})})
+  c.model = ml_collections.ConfigDict({
+      'name': model,
+      'kwargs': dict(GENERATOR_KWARGS.get(model, {}) if kwargs is None
+                     else kwargs)})
+  c.model.centre_checkpoint = config_dict.placeholder(str)
   c.optim = optim_config(**GENERATOR_OPTIM[model])
   c.loss = ml_collections.ConfigDict(GENERATOR_LOSS[model])
   c.hypercut = ml_collections.ConfigDict()
@@ -195,7 +221,8 @@ def generator_stage(model: str = 'jin2018', kwargs=None
   c.input = input_config(batch_size=8, crop=160, eval_batch_size=8)
   _durations(c, total_epochs=100, eval_epochs=5, ckpt_epochs=5)
   c.eval = ml_collections.ConfigDict({'lpips': True, 'num_examples': 4,
-                                      'max_examples': config_dict.placeholder(int)})
+                                      'max_examples': config_dict.placeholder(int),
+                                      'middle': config_dict.placeholder(str)})
   c.best_metric = 'ppsnr'
   return c
 
@@ -269,8 +296,12 @@ SMOKE_MODEL_KWARGS = {
     'jin2018': dict(centre_features=4, centre_stages=(((1, 1),),),
                     centre_tail=4, side_features=4, deep_plain=1,
                     shallow_plain=1, side_dilated=((1, 2),), side_tail=4),
+    # A one-block centre net: the full Jin centre (5M params) made the
+    # init of a smoke run slow.
     'purohit2019': dict(blur_widths=(4, 4, 4, 8, 8, 8, 8),
-                        flow_channels=(4, 4, 4, 8)),
+                        flow_channels=(4, 4, 4, 8), middle='jin_centre',
+                        middle_kwargs=dict(features=4, stages=(((1, 1),),),
+                                           tail_features=4)),
 }
 SMOKE_H_KWARGS = dict(nf=4, embed_dim=8, n_down=5, n_blocks=1)
 

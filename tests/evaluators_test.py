@@ -265,3 +265,47 @@ def test_best_of_n_monotone_and_deterministic(gt):
     assert p5 >= p3 >= p1, metric
     assert p5 > p1, metric  # noise levels differ per sample: best-of-5 strictly helps
   assert ev.run() == m
+
+
+# ----------------------------------------------------- PerExampleEvaluator ---
+
+
+@jax.jit
+def _per_example(scale, arrays, key):
+  x = arrays['x'].astype(jnp.float32)
+  noise = jax.random.uniform(key, (x.shape[0],))
+  return {'mean': scale * jnp.mean(x, axis=(1, 2)), 'noise': noise}
+
+
+def test_per_example_masked_means_fixed_keys_and_sharding():
+  x = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
+  batches = []
+  for i in range(0, 5, 4):   # 4 + 1 real rows; padding rows are huge
+    rows = x[i:i + 4]
+    pad = np.full((4 - len(rows), 2, 3), 1e6, np.float32)
+    batches.append({'x': np.concatenate([rows, pad]),
+                    'mask': np.arange(4) < len(rows)})
+  ev = evaluators.PerExampleEvaluator(lambda: iter(batches), _per_example, ('x',), seed=3)
+  m = ev.run(2.0)
+  assert m['n'] == 5.0
+  assert m['mean'] == pytest.approx(2.0 * x.mean())
+  assert ev.run(2.0) == m   # keys fold the batch index into key(seed)
+  assert evaluators.PerExampleEvaluator(lambda: iter(batches), _per_example, ('x',),
+                                        seed=4).run(2.0)['noise'] != m['noise']
+  mesh = jax.make_mesh((4,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:4])
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharded = evaluators.PerExampleEvaluator(lambda: iter(batches), _per_example, ('x',),
+                                           data_sharding=sharding, seed=3).run(2.0)
+  assert sharded['mean'] == pytest.approx(m['mean']) and sharded['n'] == 5.0
+
+
+def test_per_example_bad_inputs_raise():
+  batch = {'x': np.zeros((2, 3), np.float32)}
+  with pytest.raises(ValueError, match="no \\['y'\\]"):
+    evaluators.PerExampleEvaluator(lambda: iter([batch]), _per_example, ('y',)).run(1.0)
+  bad = lambda scale, arrays, key: {'v': jnp.zeros((3,))}
+  with pytest.raises(ValueError, match="'v' has shape \\(3,\\)"):
+    evaluators.PerExampleEvaluator(lambda: iter([batch]), bad, ('x',)).run(1.0)
+  with pytest.raises(ValueError, match='yielded no batches'):
+    evaluators.PerExampleEvaluator(lambda: iter([]), bad, ('x',)).run(1.0)

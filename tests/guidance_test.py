@@ -142,3 +142,38 @@ def test_bad_inputs_raise():
     G.velocity_to_guidance(np.zeros((4, 3)))
   with pytest.raises(ValueError, match='power of 2'):
     G.compute_guidance(np.zeros((7, 12, 12, 3), np.uint8), downsample=3)
+
+
+def _search_one_by_one(ref, tgt, base, radius, window, penalty, scale):
+  """The plain form of guidance._search: candidates visited one at a time."""
+  cands = sorted({(int(by) + dy, int(bx) + dx)
+                  for by, bx in base.reshape(-1, 2)
+                  for dy, dx in G._offsets(radius)},
+                 key=lambda d: (d[0] ** 2 + d[1] ** 2, d))
+  best_cost = np.full(ref.shape, np.inf, np.float32)
+  best = base.copy()
+  for dy, dx in cands:
+    ok = (np.abs(base[..., 0] - dy) <= radius) & (np.abs(base[..., 1] - dx) <= radius)
+    diff = G._shift(tgt, dy, dx) - ref
+    cost = G._box_mean(diff * diff, window) + penalty * float(
+        (dy * scale) ** 2 + (dx * scale) ** 2)
+    better = ok & (cost < best_cost)
+    best_cost = np.where(better, cost, best_cost)
+    best[better] = (dy, dx)
+  return best
+
+
+@pytest.mark.parametrize('chunk_elems', [1 << 20, 3 * 19 * 17])
+def test_vectorised_search_equals_one_by_one(monkeypatch, chunk_elems):
+  # Chunks of candidates (here also 3 per chunk) pick exactly what visiting
+  # them one by one picks, ties included (flat patches, quantised images).
+  monkeypatch.setattr(G, '_CHUNK_ELEMS', chunk_elems)
+  rng = np.random.default_rng(3)
+  ref = np.round(rng.uniform(size=(19, 17)) * 4).astype(np.float32) / 4
+  ref[5:12, 4:10] = 0.5
+  tgt = np.roll(ref, (1, -2), axis=(0, 1))
+  base = rng.integers(-2, 3, (19, 17, 2))
+  for radius, scale in ((2, 1), (3, 2)):
+    want = _search_one_by_one(ref, tgt, base, radius, 5, 1e-3, scale)
+    got = G._search(ref, tgt, base, radius, 5, 1e-3, scale)
+    np.testing.assert_array_equal(got, want)

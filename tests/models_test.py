@@ -10,9 +10,11 @@ import pytest
 from hypercut_jax import models
 from hypercut_jax.models import jin2018
 from hypercut_jax.models import purohit2019
+from hypercut_jax.models import zhong2022
 
 KEY = jax.random.key(0, impl='rbg')  # fast to compile on CPU
-TINY = {'jin2018': jin2018.Tiny, 'purohit2019': purohit2019.Tiny}
+TINY = {'jin2018': jin2018.Tiny, 'purohit2019': purohit2019.Tiny,
+        'zhong2022': zhong2022.TinyDecomposer}
 predict = jax.jit(models.predict, static_argnums=0)
 
 
@@ -49,6 +51,8 @@ def test_every_generator_takes_the_protocol_keywords():
 def test_registry_is_a_literal_name_to_class_map():
   assert models.REGISTRY['jin2018'] is jin2018.Model
   assert models.REGISTRY['purohit2019'] is purohit2019.Model
+  assert models.REGISTRY['zhong2022'] is zhong2022.Decomposer
+  assert set(models.NEEDS_GUIDANCE) <= set(models.REGISTRY)
   for name, cls in models.REGISTRY.items():
     assert models.get(name) is cls
 
@@ -59,7 +63,8 @@ def test_get_unknown_name_lists_known_names():
 
 
 @pytest.mark.parametrize('name,multiple', [('jin2018', 20),
-                                           ('purohit2019', 8)])
+                                           ('purohit2019', 8),
+                                           ('zhong2022', 4)])
 def test_size_multiple_is_a_class_attribute_not_a_field(name, multiple):
   cls = models.get(name)
   assert cls.size_multiple == multiple
@@ -96,3 +101,22 @@ def test_predict_bad_inputs_raise(blur_shape, kw, match):
   kw = {k: jnp.zeros(v) for k, v in kw.items()}
   with pytest.raises(ValueError, match=match):
     models.predict(model, {'params': {}}, jnp.zeros(blur_shape), **kw)
+
+
+def test_zhong2022_size_multiple_follows_n_down_and_predict_pads():
+  # 2**n_down on an instance (the class reads the default's); predict pads
+  # blur and guidance alike and crops back (shapes only, no compile).
+  model = zhong2022.TinyDecomposer(n_down=3)
+  assert model.size_multiple == 8 and zhong2022.Decomposer.size_multiple == 4
+  x = jnp.zeros((1, 8, 8, 3))
+  g = jnp.zeros((1, 8, 8), jnp.int32)
+  variables = jax.eval_shape(
+      lambda k: model.init(k, x, train=False, guidance=g), KEY)
+  out = jax.eval_shape(
+      lambda v, b, gd: models.predict(model, v, b, guidance=gd),
+      variables, jax.ShapeDtypeStruct((2, 13, 11, 3), jnp.float32),
+      jax.ShapeDtypeStruct((2, 13, 11), jnp.int32))
+  assert out.shape == (2, 7, 13, 11, 3)
+  with pytest.raises(ValueError, match='needs guidance'):
+    jax.eval_shape(lambda v, b: models.predict(model, v, b), variables,
+                   jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32))

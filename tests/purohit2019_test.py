@@ -209,8 +209,45 @@ def test_load_centre_from_a_jin2018_checkpoint(tiny):
   wrong = jax.eval_shape(
       lambda x: jin2018.Tiny().init(KEY, x, train=False),
       jax.ShapeDtypeStruct((1, 20, 20, 3), jnp.float32))['params']
-  with pytest.raises(ValueError, match='do not match'):
+  with pytest.raises(ValueError, match=r'do not match.*head/kernel: model '
+                     r'\(5, 5, 16, 4\) vs given \(5, 5, 16, 8\)'):
     purohit2019.load_centre(params, wrong)
+
+
+def test_config_kwargs_name_the_middle_net():
+  assert purohit2019.config_kwargs({}) == {}   # default: the full Jin centre
+  assert purohit2019.Model().middle_net is jin2018.JinCentre
+  kw = purohit2019.config_kwargs({
+      'blur_widths': [4, 4, 4, 8, 8, 8, 8], 'flow_channels': [2, 4, 4, 8],
+      'middle': 'jin_centre',
+      'middle_kwargs': {'features': 4, 'stages': [[[1, 1]]],
+                        'tail_features': 4}})
+  assert kw['blur_widths'] == (4, 4, 4, 8, 8, 8, 8)
+  narrow = kw['middle_net']
+  assert narrow.func is jin2018.JinCentre and narrow.keywords == {
+      'features': 4, 'stages': (((1, 1),),), 'tail_features': 4}
+  params = _abstract_params(purohit2019.Model(**kw), size=16)
+  assert params['centre']['head']['kernel'].shape == (5, 5, 16, 4)
+  assert purohit2019.config_kwargs(
+      {'middle': 'jin_centre'})['middle_net'] is jin2018.JinCentre
+  none = purohit2019.config_kwargs({'middle': 'none'})
+  assert none == {'middle_net': None}
+  assert 'centre' not in _abstract_params(
+      purohit2019.Tiny(**none), size=16)
+  assert purohit2019.Model.uses_middle
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'middle': 'unet'}, r"middle='unet'; known: \['jin_centre', 'none'\]"),
+    ({'middle_kwargs': {'width': 3}},
+     r"unknown JinCentre fields \['width'\]; known: \['features'"),
+    ({'middle': 'none', 'middle_kwargs': {'features': 4}},
+     "middle='none' takes no middle_kwargs"),
+    ({'middle': 'none', 'middle_net': None}, 'not both'),
+])
+def test_config_kwargs_reject_bad_middle(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    purohit2019.config_kwargs(kwargs)
 
 
 def test_upsample2x_matches_torch_bilinear_half_pixel():

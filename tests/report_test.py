@@ -145,6 +145,16 @@ def test_markdown_table_generator_and_best_of_n():
                                   '| P5 | 27.50 | 0.8500 | 0.1000 |']
 
 
+def test_markdown_table_generator_names_the_middle_frame():
+  gt = report.markdown_table({'eval/ppsnr': 20.0, 'eval/middle_gt': 1.0,
+                              'eval/n': 4.0}, 'generator')
+  assert 'Middle frame: ground truth' in gt
+  est = report.markdown_table({'eval/ppsnr': 20.0,
+                               'eval/middle_gt': np.float32(0.0)}, 'generator')
+  assert 'estimated by the centre network' in est
+  assert 'Middle frame' not in report.markdown_table({'ppsnr': 1.0}, 'generator')
+
+
 def test_format_metrics():
   assert report.format_metrics({'loss': np.float32(0.5), 'step': 3, 'ids': ['a']}) == \
       'loss=0.5 step=3'

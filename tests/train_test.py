@@ -1,5 +1,7 @@
 """Tests for train/optim.py, train/state.py, train/ordering.py,
 train/generator.py and the config checks of train/loop.py."""
+import re
+
 import chex
 import flax.linen as nn
 import jax
@@ -222,7 +224,8 @@ def _config(**over):
 
 
 @pytest.mark.parametrize('over,error,match', [
-    ({'stage': 'order'}, ValueError, r"config.stage='order'; known: \['both', 'generator', 'ordering'\]"),
+    ({'stage': 'order'}, ValueError,
+     r"config.stage='order'; known: " + re.escape(str(sorted(loop.STAGES)))),
     ({'precision': 'fp16'}, ValueError, 'config.precision'),
     ({'optim__name': 'adamw'}, ValueError, "config.optim.name='adamw'; known"),
     ({'input__batch_size': '8'}, ValueError, 'input.batch_size=.8. has type str'),
@@ -277,3 +280,174 @@ def test_bfloat16_compute_keeps_float32_params():
       state, {'sharp': _frames(jax.random.key(1))}, jax.random.key(2))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
   assert np.isfinite(float(m['train/loss']))
+
+
+# ----------------------------------------------------- Purohit middle frame ---
+# A narrow purohit2019 with a one-block Jin centre (JSON-able kwargs), and
+# the jin2018 cascade whose centre has the same shapes.
+NARROW_CENTRE = {'features': 4, 'stages': [[[1, 1]]], 'tail_features': 4}
+PUROHIT_KW = {'blur_widths': [4, 4, 4, 8, 8, 8, 8],
+              'flow_channels': [2, 4, 4, 8], 'middle': 'jin_centre',
+              'middle_kwargs': NARROW_CENTRE}
+JIN_KW = {'centre_features': 4, 'centre_stages': [[[1, 1]]], 'centre_tail': 4,
+          'side_features': 4, 'deep_plain': 1, 'shallow_plain': 1,
+          'side_dilated': [[1, 2]], 'side_tail': 4}
+
+
+def _generator_config(name, kwargs, crop, **over):
+  return _config(stage='generator', best_metric='ppsnr',
+                 model={'name': name, 'kwargs': kwargs,
+                        'centre_checkpoint': None},
+                 loss={'deblur': 'order_invariant', 'flow_weight': 0.02},
+                 hypercut={'checkpoint': None, 'alpha': 0.0,
+                           'reg_form': 'official'},
+                 input={'batch_size': 8, 'crop': crop, 'eval_batch_size': 8,
+                        'eval_crop': None, 'worker_count': 0},
+                 data={'name': 'synthetic', 'seed': 0, 'num_train': 8,
+                       'num_test': 8, 'size': (crop, crop)},
+                 optim={'name': 'adam', 'lr': 1e-3, 'schedule': 'constant'},
+                 **over)
+
+
+def _saved_run(workdir, cfg, seed=0):
+  """A checkpoint as the trainer writes it, with random params (no compile)."""
+  from hypercut_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  model = generator_lib.make_model(cfg.model.name, cfg.model.kwargs)
+  tx = optax.adam(1e-3)
+  abstract = jax.eval_shape(
+      generator_lib.make_init(model, tx, cfg.input.crop), jax.random.key(0))
+  rng = np.random.RandomState(seed)
+  params = jax.tree.map(
+      lambda s: rng.standard_normal(s.shape).astype(s.dtype), abstract.params)
+  state = abstract.replace(step=np.zeros([], np.int32), params=params,
+                           opt_state=tx.init(params))
+  mngr = ckpt_lib.make_manager(f'{workdir}/checkpoints', async_save=False)
+  ckpt_lib.save(mngr, 1, state, config=cfg)
+  mngr.wait_until_finished()
+  mngr.close()
+  return str(workdir), params
+
+
+def test_purohit_middle_net_from_json_kwargs():
+  from hypercut_jax.models import jin2018  # pylint: disable=g-import-not-at-top
+  narrow = generator_lib.make_model('purohit2019', PUROHIT_KW)
+  assert narrow.middle_net.func is jin2018.JinCentre
+  assert narrow.middle_net.keywords == {'features': 4, 'stages': (((1, 1),),),
+                                        'tail_features': 4}
+  hash(narrow)   # lists became tuples: usable as a static jit argument
+  assert generator_lib.make_model('purohit2019', {}).middle_net is jin2018.JinCentre
+  assert generator_lib.make_model(
+      'purohit2019', {'middle': 'jin_centre'}).middle_net is jin2018.JinCentre
+  assert generator_lib.make_model(
+      'purohit2019', {'middle': 'none'}).middle_net is None
+  with pytest.raises(ValueError, match=r"middle='unet'; known: \['jin_centre', 'none'\]"):
+    generator_lib.make_model('purohit2019', {'middle': 'unet'})
+  with pytest.raises(ValueError, match=r"unknown JinCentre fields \['width'\]"):
+    generator_lib.make_model('purohit2019', {'middle_kwargs': {'width': 2}})
+
+
+def test_resolve_eval_middle():
+  purohit = generator_lib.make_model('purohit2019', PUROHIT_KW)
+  no_net = generator_lib.make_model('purohit2019', {'middle': 'none'})
+  jin = generator_lib.make_model('jin2018', JIN_KW)
+  resolve = generator_lib.resolve_eval_middle
+  assert resolve(purohit, None, None) == 'gt'
+  assert resolve(purohit, None, '/some/jin_run') == 'estimate'
+  assert resolve(purohit, 'gt', '/some/jin_run') == 'gt'
+  assert resolve(purohit, 'estimate', None) == 'estimate'
+  assert resolve(no_net, None, None) == 'gt'
+  assert resolve(jin, 'estimate', None) is None   # takes no middle frame
+  with pytest.raises(ValueError, match="eval.middle='estimate' needs a middle"):
+    resolve(no_net, 'estimate', None)
+  with pytest.raises(ValueError, match=r"eval.middle='oracle'; known: \['gt', 'estimate'\]"):
+    resolve(purohit, 'oracle', None)
+
+
+def test_predict_fn_passes_the_middle_frame():
+  model = _EchoMiddle()
+  params = {'bias': jnp.zeros(())}
+  predict = jax.jit(generator_lib.make_predict_fn(model))
+  batch = _static_batch(size=8)
+  middle = batch['sharp'][:, 3]
+  np.testing.assert_allclose(predict(params, batch['blur'], middle),
+                             batch['sharp'] / 255.0, atol=1e-6)
+  np.testing.assert_array_equal(predict(params, batch['blur']), 0.0)
+
+
+def test_validate_middle_fields(tmp_path):
+  c = _generator_config('purohit2019', PUROHIT_KW, 16)
+  loop.validate(c)
+  c.eval.middle = 'oracle'
+  with pytest.raises(ValueError, match="config.eval.middle='oracle'; known"):
+    loop.validate(c)
+  c.eval.middle = 'estimate'
+  loop.validate(c)
+  c.model.kwargs = {'middle': 'none'}
+  with pytest.raises(ValueError, match="config.eval.middle='estimate' needs"):
+    loop.validate(c)
+  c.eval.middle = None
+  loop.validate(c)
+  c.model.centre_checkpoint = str(tmp_path)
+  with pytest.raises(ValueError, match='centre_checkpoint=.* needs a model'):
+    loop.validate(c)
+  c.model.kwargs = PUROHIT_KW
+  c.model.centre_checkpoint = '/nonexistent/jin'
+  with pytest.raises(FileNotFoundError,
+                     match="centre_checkpoint='/nonexistent/jin' does not exist"):
+    loop.validate(c)
+  c.model.centre_checkpoint = None
+  c.model.kwargs = dict(PUROHIT_KW, middle_kwargs={'width': 2})
+  with pytest.raises(ValueError, match=r'model.kwargs: .*\[.width.\]'):
+    loop.validate(c)
+
+
+def test_centre_checkpoint_is_checked_and_copied_in(tmp_path):
+  jin_dir, jin_params = _saved_run(
+      tmp_path / 'jin', _generator_config('jin2018', JIN_KW, 20))
+  purohit = generator_lib.make_model('purohit2019', PUROHIT_KW)
+  centre, step = generator_lib.load_centre_checkpoint(jin_dir, purohit)
+  assert step == 1
+  jax.tree.map(np.testing.assert_array_equal, centre, jin_params['centre'])
+  # (make_init copying it in: test_generator_parts_load_the_centre_...)
+  # A wider centre: both shapes named.
+  wide = generator_lib.make_model(
+      'purohit2019', dict(PUROHIT_KW, middle_kwargs=dict(NARROW_CENTRE,
+                                                          features=8)))
+  with pytest.raises(ValueError, match=r'head/kernel: model \(5, 5, 16, 8\) '
+                     r'vs given \(5, 5, 16, 4\)'):
+    generator_lib.load_centre_checkpoint(jin_dir, wide)
+  # Not a jin2018 run.
+  purohit_dir, _ = _saved_run(
+      tmp_path / 'purohit', _generator_config('purohit2019', PUROHIT_KW, 16))
+  with pytest.raises(ValueError, match="holds a 'purohit2019' run; it must "
+                     'be a jin2018'):
+    generator_lib.load_centre_checkpoint(purohit_dir, purohit)
+  with pytest.raises(ValueError, match='needs a model with a middle-frame'):
+    generator_lib.load_centre_checkpoint(
+        jin_dir, generator_lib.make_model('purohit2019', {'middle': 'none'}))
+
+
+def test_generator_parts_load_the_centre_and_evaluate_both_middles(tmp_path):
+  # The trainer's stage-2 parts (loop._generator_parts) without a train
+  # step (the Purohit step compiles slowly on CPU; main_test runs one).
+  jin_dir, jin_params = _saved_run(
+      tmp_path / 'jin', _generator_config('jin2018', JIN_KW, 20))
+  c = _generator_config('purohit2019', PUROHIT_KW, 16)
+  c.model.centre_checkpoint = jin_dir
+  loop.validate(c)
+  mesh = loop.sharding_lib.make_mesh(jax.devices()[:1])
+  _, test_src = loop._sources(c)
+  batches = loop._eval_batches_fn(c, test_src)
+  parts = loop._generator_parts(c, optax.adam(1e-3), None, mesh)
+  state = jax.jit(parts.init)(jax.random.key(0, impl='rbg'))
+  jax.tree.map(np.testing.assert_array_equal, state.params['centre'],
+               jin_params['centre'])
+  estimate, _ = parts.make_evaluate(batches)(state)   # default with a centre
+  c.eval.middle = 'gt'
+  gt_parts = loop._generator_parts(c, optax.adam(1e-3), None, mesh)
+  gt, _ = gt_parts.make_evaluate(batches)(state)
+  assert (estimate['middle_gt'], gt['middle_gt']) == (0.0, 1.0)
+  assert estimate['n'] == gt['n'] == 8
+  # Random flows warp the given middle frame: the ground truth scores higher
+  # than the (random) centre net's estimate.
+  assert gt['ppsnr'] > estimate['ppsnr'] + 1.0, (gt['ppsnr'], estimate['ppsnr'])

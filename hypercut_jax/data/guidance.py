@@ -66,6 +66,8 @@ _REVERSE = np.array([0, 3, 4, 1, 2], np.int32)   # (sx, sy) -> (-sx, -sy)
 _HFLIP = np.array([0, 2, 1, 4, 3], np.int32)     # (sx, sy) -> (-sx, sy)
 _VFLIP = np.array([0, 4, 3, 2, 1], np.int32)     # (sx, sy) -> (sx, -sy)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# Block matching scores this many candidate pixels at once (bounds memory).
+_CHUNK_ELEMS = 1 << 20
 
 
 def _check_labels(guidance, name='guidance'):
@@ -198,23 +200,32 @@ def _pyr_down(x):
 
 
 def _box_mean(x, k):
-  """Mean over a k x k box centred on each pixel (edge padding), f32[H, W]."""
+  """Mean over a k x k box centred on each pixel (edge padding).
+
+  x: f32[..., H, W] (the box runs over the last two axes) -> f32[..., H, W].
+  """
   r = k // 2
-  p = np.pad(x, ((r + 1, r), (r + 1, r)), mode='edge').astype(np.float64)
-  p[0, :] = 0.0
-  p[:, 0] = 0.0
-  c = p.cumsum(0).cumsum(1)
-  h, w = x.shape
-  s = c[k:k + h, k:k + w] - c[:h, k:k + w] - c[k:k + h, :w] + c[:h, :w]
+  lead = [(0, 0)] * (x.ndim - 2)
+  p = np.pad(x, lead + [(r + 1, r), (r + 1, r)], mode='edge').astype(np.float64)
+  p[..., 0, :] = 0.0
+  p[..., :, 0] = 0.0
+  c = p.cumsum(-2).cumsum(-1)
+  h, w = x.shape[-2:]
+  s = (c[..., k:k + h, k:k + w] - c[..., :h, k:k + w] - c[..., k:k + h, :w]
+       + c[..., :h, :w])
   return (s / (k * k)).astype(np.float32)
 
 
 def _shift(img, dy, dx):
-  """out[p] = img[p + (dy, dx)], clamped at the borders."""
+  """out[p] = img[p + (dy, dx)], clamped at the borders.
+
+  img: [H, W]; dy, dx: ints (-> [H, W]) or i64[K] arrays (-> [K, H, W]).
+  """
   h, w = img.shape
-  ys = np.clip(np.arange(h) + dy, 0, h - 1)
-  xs = np.clip(np.arange(w) + dx, 0, w - 1)
-  return img[ys[:, None], xs[None, :]]
+  dy, dx = np.asarray(dy), np.asarray(dx)
+  ys = np.clip(np.arange(h) + dy[..., None], 0, h - 1)
+  xs = np.clip(np.arange(w) + dx[..., None], 0, w - 1)
+  return img[ys[..., :, None], xs[..., None, :]]
 
 
 def _offsets(r):
@@ -240,16 +251,26 @@ def _search(ref, tgt, base, radius, window, penalty, scale):
   _, first = np.unique(code(cands), return_index=True)
   cands = cands[first]
   order = np.lexsort((cands[:, 1], cands[:, 0], (cands ** 2).sum(1)))
+  cands = cands[order]
   best_cost = np.full((h, w), np.inf, np.float32)
   best = base.copy()
-  for dy, dx in cands[order]:
-    ok = (np.abs(base[..., 0] - dy) <= radius) & (np.abs(base[..., 1] - dx) <= radius)
+  # Candidates in chunks of a few million pixels; within a chunk the first
+  # minimum wins (np.argmin), across chunks only a strictly lower cost: the
+  # same choice as visiting the candidates one by one in this order.
+  chunk = max(1, _CHUNK_ELEMS // (h * w))
+  for start in range(0, len(cands), chunk):
+    dy, dx = cands[start:start + chunk].T
     diff = _shift(tgt, dy, dx) - ref
-    cost = _box_mean(diff * diff, window) + penalty * float(
-        (dy * scale) ** 2 + (dx * scale) ** 2)
-    better = ok & (cost < best_cost)
-    best_cost = np.where(better, cost, best_cost)
-    best[better] = (dy, dx)
+    pen = (penalty * ((dy * scale) ** 2 + (dx * scale) ** 2).astype(np.float64))
+    cost = _box_mean(diff * diff, window) + pen.astype(np.float32)[:, None, None]
+    ok = ((np.abs(base[None, ..., 0] - dy[:, None, None]) <= radius)
+          & (np.abs(base[None, ..., 1] - dx[:, None, None]) <= radius))
+    cost = np.where(ok, cost, np.float32(np.inf))
+    k = np.argmin(cost, axis=0)
+    low = np.take_along_axis(cost, k[None], axis=0)[0]
+    better = low < best_cost
+    best_cost = np.where(better, low, best_cost)
+    best[better] = np.stack([dy[k], dx[k]], -1)[better]
   return best
 
 

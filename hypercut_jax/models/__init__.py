@@ -5,17 +5,23 @@ Every generator is a linen Module class with a class attribute
   `__call__(blur: f32[B,H,W,3], *, train: bool, middle=None, guidance=None)
    -> {'frames': f32[B,7,H,W,3], ...}`
 with H, W multiples of `size_multiple`; `predict` pads any other size.
-Variables are `{'params': ...}` only.
+Variables are `{'params': ...}` only. `zhong2022` (Animation-from-Blur's
+decomposer) needs `guidance: i32[B,H,W]` (NEEDS_GUIDANCE): ground truth in
+training, ground truth or a predictor's sample at evaluation.
 """
 import jax.numpy as jnp
 
 from hypercut_jax.models import jin2018
 from hypercut_jax.models import purohit2019
+from hypercut_jax.models import zhong2022
 
 REGISTRY = {
     'jin2018': jin2018.Model,
     'purohit2019': purohit2019.Model,
+    'zhong2022': zhong2022.Decomposer,
 }
+# Generators that need `guidance` (a motion class map) as an input.
+NEEDS_GUIDANCE = ('zhong2022',)
 
 
 def get(name: str):

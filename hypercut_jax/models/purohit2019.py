@@ -47,7 +47,14 @@ as `jin2018.Model`'s `centre`). Training with the ground-truth middle frame
 gradient: Adam leaves it unchanged (mask it out of any weight decay). Called
 with `middle=None` during training, it is trained jointly through the frame
 losses. `middle_net=None` drops it (then `middle` is required).
+
+From a JSON-able config (`config.model.kwargs`), the middle net is named
+rather than passed as a class: `config_kwargs` turns
+`middle='jin_centre'|'none'` and `middle_kwargs={...}` (JinCentre fields,
+e.g. `{'features': 16, 'tail_features': 8}`) into the `middle_net` field.
 """
+import collections.abc
+import dataclasses
 import functools
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -62,6 +69,8 @@ N_FRAMES = 7
 BLUR_WIDTHS = (64, 64, 64, 128, 128, 128, 128)
 BLUR_STRIDES = (1, 1, 2, 1, 1, 2, 2)
 FLOW_CHANNELS = (16, 32, 164, 128)
+# Middle-frame networks a config may name (`config_kwargs`); None = no net.
+MIDDLE_NETS = {'jin_centre': jin2018.JinCentre, 'none': None}
 
 
 def _lrelu(x):
@@ -243,6 +252,8 @@ class Model(nn.Module):
   dtype: Any = None
 
   size_multiple: ClassVar[int] = 8
+  # Takes a `middle` frame (the trainer feeds the ground truth in training).
+  uses_middle: ClassVar[bool] = True
 
   def _check(self, blur, middle):
     if blur.ndim != 4 or blur.shape[-1] != 3:
@@ -301,13 +312,43 @@ class Model(nn.Module):
     return {'frames': frames[0], 'pyramid': frames, 'flows': flows}
 
 
+def _shape_table(tree) -> dict:
+  """{'path/to/leaf': shape} of a params tree (arrays or ShapeDtypeStructs)."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(leaf.shape)
+          for path, leaf in flat}
+
+
+def check_centre(expected, given, what: str = 'jin2018 centre parameters'
+                 ) -> None:
+  """Raises ValueError unless `given` has the structure/shapes of `expected`.
+
+  expected: this model's `centre` sub-tree (arrays or ShapeDtypeStructs);
+  given: a JinCentre params tree. The message names the first differing
+  leaves with both shapes (`model` vs `given`).
+  """
+  want, got = _shape_table(expected), _shape_table(given)
+  if want == got:
+    return
+  lines = []
+  for k in sorted(set(want) | set(got)):
+    a, b = want.get(k, 'missing'), got.get(k, 'missing')
+    if a != b:
+      lines.append(f'{k}: model {a} vs given {b}')
+  more = f' (and {len(lines) - 6} more)' if len(lines) > 6 else ''
+  raise ValueError(
+      f'{what} do not match this model\'s `centre` (different widths or '
+      f'depths): {"; ".join(lines[:6])}{more}')
+
+
 def load_centre(params, jin_params):
   """Copies a trained jin2018 centre network into Purohit's params.
 
   params: this model's params tree (or `{'params': ...}`) with a `centre`
   sub-tree; jin_params: a `jin2018.Model` params tree (or `{'params': ...}`),
   or a bare `JinCentre` tree. Returns a new tree (same form as `params`).
-  Raises ValueError when the structures or shapes differ.
+  Raises ValueError when the structures or shapes differ, naming both
+  shapes (`check_centre`). Works on traced arrays (inside `init`).
   """
   wrapped = 'params' in params
   p = params['params'] if wrapped else params
@@ -315,13 +356,66 @@ def load_centre(params, jin_params):
   j = j['centre'] if 'centre' in j else j
   if 'centre' not in p:
     raise ValueError('params has no `centre` sub-tree (middle_net=None?)')
-  shapes = lambda t: jax.tree.map(jnp.shape, t)
-  if (jax.tree.structure(p['centre']) != jax.tree.structure(j)
-      or shapes(p['centre']) != shapes(j)):
-    raise ValueError('jin2018 centre parameters do not match this model\'s '
-                     '`centre` (different widths or depths)')
+  check_centre(p['centre'], j)
   p = {**p, 'centre': j}
   return {**params, 'params': p} if wrapped else p
+
+
+def _frozen(x):
+  """Config values -> hashable linen field values (lists -> tuples).
+
+  Mappings (dicts, ml_collections ConfigDicts) become plain dicts.
+  """
+  if isinstance(x, collections.abc.Mapping) or hasattr(x, 'to_dict'):
+    return {k: _frozen(x[k]) for k in x.keys()}
+  if isinstance(x, (list, tuple)):
+    return tuple(_frozen(v) for v in x)
+  return x
+
+
+def make_middle_net(middle: str = 'jin_centre', middle_kwargs=None):
+  """The `middle_net` field from its config name and fields.
+
+  middle: a key of `MIDDLE_NETS` ('jin_centre' | 'none'); middle_kwargs:
+  fields of that net (JinCentre: features, stages, tail_features, scale,
+  dtype), None or {} for its defaults. Returns the class, a
+  `functools.partial` of it, or None ('none'). ValueError names unknown
+  nets or fields.
+  """
+  if middle not in MIDDLE_NETS:
+    raise ValueError(f'purohit2019 middle={middle!r}; known: '
+                     f'{sorted(MIDDLE_NETS)}')
+  kw = _frozen(middle_kwargs or {})
+  cls = MIDDLE_NETS[middle]
+  if cls is None:
+    if kw:
+      raise ValueError(f'purohit2019 middle=\'none\' takes no middle_kwargs; '
+                       f'got {sorted(kw)}')
+    return None
+  known = [f.name for f in dataclasses.fields(cls)
+           if f.name not in ('parent', 'name')]
+  unknown = sorted(set(kw) - set(known))
+  if unknown:
+    raise ValueError(f'purohit2019 middle_kwargs has unknown {cls.__name__} '
+                     f'fields {unknown}; known: {known}')
+  return functools.partial(cls, **kw) if kw else cls
+
+
+def config_kwargs(kwargs) -> dict:
+  """JSON-able `config.model.kwargs` -> `Model` fields.
+
+  `middle` / `middle_kwargs` (see `make_middle_net`) become `middle_net`;
+  neither given keeps the default (the full Jin centre). Lists become
+  tuples. Giving `middle_net` as well raises ValueError.
+  """
+  kw = _frozen(kwargs or {})
+  if 'middle' in kw or 'middle_kwargs' in kw:
+    if 'middle_net' in kw:
+      raise ValueError('purohit2019: give either middle_net or '
+                       'middle/middle_kwargs, not both')
+    kw['middle_net'] = make_middle_net(kw.pop('middle', 'jin_centre'),
+                                       kw.pop('middle_kwargs', None))
+  return kw
 
 
 # Test-only variant: every component, tiny widths, tiny Jin centre.

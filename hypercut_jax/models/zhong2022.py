@@ -181,6 +181,14 @@ class DecomposerStage(nn.Module):
     raise ValueError(f'activation={self.activation!r}; known: {RESIDUAL_ACTIVATIONS}')
 
 
+class _SizeMultiple:
+  """`2 ** n_down`: of the instance's n_down, or of the default on the class."""
+
+  def __get__(self, obj, cls=None):
+    n_down = getattr(cls if obj is None else obj, 'n_down')
+    return 2 ** int(n_down)
+
+
 class Decomposer(nn.Module):
   """Guided two-stage blur decomposer (generator `zhong2022`).
 
@@ -189,11 +197,12 @@ class Decomposer(nn.Module):
     'frames':     f32[B,7,H,W,3] in [0,1] (stage 2, clipped);
     'frames_raw': f32[B,7,H,W,3] stage 2 before clipping (the loss uses it);
     'stage1':     f32[B,7,H,W,3] stage 1 (static pixels = blur).
-  H and W must be divisible by 2**n_down (`size_multiple` = 4 at the default
-  n_down = 2). `middle` and `train` are accepted for the generator protocol
-  and unused (no dropout, no batch statistics).
+  H and W must be divisible by `size_multiple` = 2**n_down (4 at the
+  default n_down = 2; read on the class it is the default's). `middle` and
+  `train` are accepted for the generator protocol and unused (no dropout, no
+  batch statistics).
   """
-  size_multiple = 4
+  size_multiple = _SizeMultiple()
   features: int = 128
   max_features: int = 512
   n_down: int = 2

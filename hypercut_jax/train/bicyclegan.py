@@ -437,13 +437,18 @@ def make_decomposer_step(model, tx, reg_form: str = 'official') -> Callable:
 
 
 # -------------------------------------------------------------------- P_n ---
-def _decompose_samples(predictor, decomposer, pred_params, dec_params, blur,
-                       key, n):
-  """f32[n,B,7,H,W,3]: n sampled guidances, each decomposed."""
+def decompose_samples(predictor, decomposer, pred_params, dec_params, blur,
+                      key, n):
+  """n sampled guidances per image, each decomposed.
+
+  blur: u8|f32[B,H,W,3] (any H, W: padded to both networks' size multiples,
+  cropped back); key: PRNG key of the n latent draws. Returns
+  f32[n,B,7,H,W,3] in [0,1]. Traceable; `n` must be static under jit.
+  """
   blur = to_float(blur)
   b, h, w, _ = blur.shape
   m = predictor.size_multiple
-  dm = 2 ** decomposer.n_down
+  dm = int(decomposer.size_multiple)
   multiple = m * dm // _gcd(m, dm)
   x = _pad_to_multiple(blur, multiple)
   g = sample_guidance(predictor, pred_params, x, key, n)   # i32[n,B,H',W']
@@ -460,7 +465,7 @@ def _gcd(a, b):
   return a
 
 
-_decompose_samples_jit = jax.jit(_decompose_samples, static_argnums=(0, 1),
+_decompose_samples_jit = jax.jit(decompose_samples, static_argnums=(0, 1),
                                  static_argnames='n')
 
 

@@ -20,6 +20,9 @@ evaluator's jitted function: model functions always receive float frames.
   'pred_hit_first', 'pred_con@2', 'pred_con@3', 'n', plus a few examples.
 - `BestOfNEvaluator(batches_fn, sample_fn, ns=(1,3,5))`: 'p{n}/ppsnr',
   'p{n}/pssim', 'p{n}/plpips' for stochastic generators.
+- `PerExampleEvaluator(batches_fn, per_example_fn, keys)`: the mean over the
+  real examples of whatever per-example values a function returns (e.g. the
+  guidance predictor's accuracy and KL, `train/animation.py`).
 
 Model functions may take extra traced arguments (e.g. the current params,
 so that evaluating a changing model does not recompile): `run(*args)` calls
@@ -352,3 +355,57 @@ class BestOfNEvaluator:
       stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *samples)
       acc = _accumulate(acc, _best_of_n_sums(self.ns, stacked, _put(mask, self.data_sharding)))
     return _finalize(acc, 'BestOfNEvaluator')
+
+
+class PerExampleEvaluator:
+  """Means over the real examples of per-example values of any function.
+
+  Args:
+    batches_fn: () -> fresh iterable of eval batches (module docstring; no
+      'sharp' is needed, only `keys` and optionally 'mask').
+    per_example_fn: ([*args,] arrays, key) -> dict name -> f32[B]; arrays =
+      {k: batch[k] for k in keys} placed as global arrays (with
+      `data_sharding`) or as is; key: a PRNG key, `fold_in(key(seed),
+      batch_index)`, so every run draws the same numbers. Jit it (and give
+      it out_shardings) yourself; it is called once per batch.
+    keys: the batch entries the function needs, e.g. ('blur', 'guidance').
+    data_sharding, seed: as in `BestOfNEvaluator`.
+
+  `run(*args)` -> dict of floats (each name's mean) and 'n'.
+  """
+
+  def __init__(self, batches_fn, per_example_fn, keys, data_sharding=None, seed=0):
+    if not callable(batches_fn) or not callable(per_example_fn):
+      raise ValueError('PerExampleEvaluator needs callables batches_fn and per_example_fn')
+    keys = tuple(keys)
+    if not keys or not all(isinstance(k, str) for k in keys):
+      raise ValueError(f'keys must be a non-empty sequence of batch keys, got {keys!r}')
+    self.batches_fn = batches_fn
+    self.per_example_fn = per_example_fn
+    self.keys = keys
+    self.data_sharding = data_sharding
+    self.seed = int(seed)
+
+  def run(self, *args):
+    root = jax.random.key(self.seed)
+    acc = None
+    for batch_index, batch in enumerate(self.batches_fn()):
+      if not isinstance(batch, dict):
+        raise ValueError(f'eval batches must be dicts of arrays, got {type(batch).__name__}')
+      missing = [k for k in self.keys if k not in batch]
+      if missing:
+        raise ValueError(f'eval batch has no {missing}; keys: {sorted(batch)}')
+      b = np.shape(batch[self.keys[0]])[0]
+      mask = batch.get('mask')
+      mask = np.ones((b,), bool) if mask is None else np.asarray(mask)
+      if mask.shape != (b,) or mask.dtype != bool:
+        raise ValueError(f"batch['mask'] must be bool[{b}], got {mask.dtype}{list(mask.shape)}")
+      arrays = {k: _put(np.asarray(batch[k]), self.data_sharding) for k in self.keys}
+      per_example = self.per_example_fn(*args, arrays, jax.random.fold_in(root, batch_index))
+      want = (_global_shape(batch[self.keys[0]], self.data_sharding)[0],)
+      for name, values in per_example.items():
+        if tuple(values.shape) != want:
+          raise ValueError(f'per_example_fn must return f32{list(want)} per name; '
+                           f'{name!r} has shape {tuple(values.shape)}')
+      acc = _accumulate(acc, _masked_sums(per_example, _put(mask, self.data_sharding)))
+    return _finalize(acc, 'PerExampleEvaluator')

@@ -11,6 +11,18 @@ Loss = L_D + alpha * R_hyp:
          checkpoint is the baseline.
 Purohit receives the ground-truth middle frame `sharp[:, 3]` in training;
 every generator ignores the keyword inputs it does not use.
+
+Middle frame outside training (models with `uses_middle`, i.e. Purohit):
+  config.model.centre_checkpoint  a stage-2 workdir of a `jin2018` run; its
+                                  trained centre net is copied into the
+                                  model's `centre` sub-tree at init
+                                  (`load_centre_checkpoint`, `make_init`).
+  config.eval.middle              'gt' (evaluate with the ground-truth
+                                  middle frame, as the HyperCUT
+                                  reimplementation does) | 'estimate' (the
+                                  centre net's estimate, as at inference) |
+                                  None = 'estimate' with a centre checkpoint,
+                                  else 'gt' (`resolve_eval_middle`).
 """
 import dataclasses
 from typing import Callable
@@ -23,6 +35,7 @@ import optax
 from hypercut_jax import losses
 from hypercut_jax import models
 from hypercut_jax.models import ordering as ordering_model
+from hypercut_jax.models import purohit2019
 from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import ordering as ordering_lib
@@ -30,6 +43,9 @@ from hypercut_jax.train import sharding as sharding_lib
 from hypercut_jax.train import state as state_lib
 
 MIDDLE = 3
+EVAL_MIDDLE = ('gt', 'estimate')
+# Per-generator translation of JSON-able `config.model.kwargs` into fields.
+_CONFIG_KWARGS = {'purohit2019': purohit2019.config_kwargs}
 
 
 def _field_names(cls) -> set:
@@ -40,9 +56,16 @@ def _field_names(cls) -> set:
 
 
 def make_model(name: str, kwargs: dict | None, precision: str = 'float32'):
-  """`models.get(name)(**kwargs)`, with the compute dtype when it has one."""
+  """`models.get(name)(**kwargs)`, with the compute dtype when it has one.
+
+  kwargs: the JSON-able `config.model.kwargs`; a generator with a config
+  translation applies it first (purohit2019: `middle='jin_centre'|'none'`,
+  `middle_kwargs={...}` -> `middle_net`). ValueError names bad kwargs.
+  """
   cls = models.get(name)
   kwargs = dict(kwargs or {})
+  if name in _CONFIG_KWARGS:
+    kwargs = _CONFIG_KWARGS[name](kwargs)
   dtype = ordering_lib.compute_dtype(precision)
   if dtype is not None and 'dtype' in _field_names(cls) and 'dtype' not in kwargs:
     kwargs['dtype'] = dtype
@@ -53,15 +76,84 @@ def make_model(name: str, kwargs: dict | None, precision: str = 'float32'):
                      f'{cls.__name__}: {e}') from e
 
 
+def takes_middle(model) -> bool:
+  """Whether the generator uses a `middle` frame (class attr `uses_middle`)."""
+  return bool(getattr(model, 'uses_middle', False))
+
+
+def has_middle_net(model) -> bool:
+  """Whether the generator can estimate its middle frame itself."""
+  return takes_middle(model) and getattr(model, 'middle_net', None) is not None
+
+
+def resolve_eval_middle(model, eval_middle: str | None,
+                        centre_checkpoint: str | None) -> str | None:
+  """'gt' | 'estimate' for models that take a middle frame, else None.
+
+  eval_middle: `config.eval.middle` ('gt' | 'estimate' | None = automatic:
+  'estimate' when a centre checkpoint is given, else 'gt').
+  """
+  if eval_middle is not None and eval_middle not in EVAL_MIDDLE:
+    raise ValueError(f'config.eval.middle={eval_middle!r}; known: '
+                     f'{list(EVAL_MIDDLE)}')
+  if not takes_middle(model):
+    return None
+  if eval_middle is None:
+    eval_middle = 'estimate' if centre_checkpoint else 'gt'
+  if eval_middle == 'estimate' and not has_middle_net(model):
+    raise ValueError('config.eval.middle=\'estimate\' needs a middle-frame '
+                     'network; this model has none (model.kwargs.middle='
+                     '\'none\'); use eval.middle=\'gt\'')
+  return eval_middle
+
+
+def load_centre_checkpoint(path: str, model, sharding=None):
+  """Trained centre-net params of a jin2018 run, checked against `model`.
+
+  path: a stage-2 workdir (or checkpoints/step dir) of a `jin2018` run;
+  model: the generator (with `middle_net`) that will receive them;
+  sharding: where the arrays go (e.g. replicated over the mesh).
+  Returns (centre params tree, step). Raises ValueError when the checkpoint
+  is not a jin2018 run or its centre shapes differ from `model`'s (naming
+  both shapes); FileNotFoundError when nothing is there.
+  """
+  from hypercut_jax import inference  # pylint: disable=g-import-not-at-top
+  if not has_middle_net(model):
+    raise ValueError(f'config.model.centre_checkpoint={path!r} needs a model '
+                     'with a middle-frame network (purohit2019 with '
+                     'model.kwargs.middle=\'jin_centre\')')
+  loaded = inference.load_generator(path, sharding=sharding)
+  name = (loaded.config.get('model') or {}).get('name')
+  if name != 'jin2018' or 'centre' not in loaded.params:
+    raise ValueError(f'config.model.centre_checkpoint={path!r} holds a '
+                     f'{name!r} run; it must be a jin2018 generator run')
+  centre = loaded.params['centre']
+  # Shapes only (no compute); 240 is a multiple of any usual size multiple.
+  x = jax.ShapeDtypeStruct((1, 240, 240, 3), jnp.float32)
+  expected = jax.eval_shape(
+      lambda x: model.middle_net().init(jax.random.key(0), x), x)['params']
+  purohit2019.check_centre(
+      expected, centre,
+      what=f'the jin2018 centre in config.model.centre_checkpoint={path!r}')
+  return centre, loaded.step
+
+
 def make_init(model, tx: optax.GradientTransformation, image_size: int,
-              with_guidance: bool = False) -> Callable:
-  """init(key) -> TrainState at step 0."""
+              with_guidance: bool = False, centre=None) -> Callable:
+  """init(key) -> TrainState at step 0.
+
+  centre: optional trained centre-net params (`load_centre_checkpoint`),
+  copied into the params' `centre` sub-tree (`purohit2019.load_centre`)
+  before the optimiser state is built.
+  """
   def init(key):
     blur = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     kw = {'middle': blur}
     if with_guidance:
       kw['guidance'] = jnp.zeros((1, image_size, image_size), jnp.int32)
     params = model.init({'params': key}, blur, train=False, **kw)['params']
+    if centre is not None:
+      params = purohit2019.load_centre(params, centre)
     return state_lib.create(params, tx)
   return init
 
@@ -152,12 +244,16 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
 
 
 def make_predict_fn(model) -> Callable:
-  """predict(params, blur) -> f32[B,7,H,W,3] in [0,1]; blur uint8 or f32.
+  """predict(params, blur, middle=None) -> f32[B,7,H,W,3] in [0,1].
 
-  Any H x W: `models.predict` pads to the model's size multiple. No middle
-  frame is given (inference setting).
+  blur: uint8[B,H,W,3] or f32 in [0,1]; middle: the same form or None (the
+  inference setting: a model that takes a middle frame estimates it).
+  Any H x W: `models.predict` pads to the model's size multiple.
   """
-  def predict(params, blur):
+  def predict(params, blur, middle=None):
+    kw = {}
+    if middle is not None:
+      kw['middle'] = ordering_lib.to_float(middle)
     return models.predict(model, {'params': params},
-                          ordering_lib.to_float(blur))
+                          ordering_lib.to_float(blur), **kw)
   return predict

@@ -13,7 +13,11 @@ checkpoint's iterator state.
 
 `config.stage = 'both'`: stage 1 into `workdir/ordering`, stage 2 into
 `workdir/generator` with H frozen from `workdir/ordering`, then the results
-table in `workdir/results.md`. Rerunning the same command resumes whichever
+table in `workdir/results.md`. With a `config.predictor` section
+(Animation-from-Blur) the guidance predictor trains in between, into
+`workdir/predictor`, and the zhong2022 generator's P_n evaluation uses it.
+Stage 'predictor' alone and the zhong2022 generator are built in
+`train/animation.py`. Rerunning the same command resumes whichever
 stage was interrupted; a finished stage is only re-evaluated.
 """
 import contextlib
@@ -34,15 +38,20 @@ from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import sharding as sharding_lib
 
-STAGES = ('ordering', 'generator', 'both')
+STAGES = ('ordering', 'generator', 'predictor', 'both')
 PRECISIONS = ('float32', 'bfloat16')
 DATASETS = ('synthetic', 'rb2v', 'reds', 'baist')
 BEST_MODES = {'hit': 'max', 'hit_first': 'max', 'con@2': 'max',
-              'con@3': 'max', 'ppsnr': 'max', 'pssim': 'max', 'plpips': 'min'}
+              'con@3': 'max', 'ppsnr': 'max', 'pssim': 'max', 'plpips': 'min',
+              # guidance predictor (stage 'predictor', train/animation.py)
+              'acc_rec': 'max', 'acc_sample': 'max', 'acc_best': 'max'}
 # Shared fields; everything else is per stage (`config.ordering/generator`
 # when stage == 'both').
 SHARED_FIELDS = ('stage', 'seed', 'precision', 'sharding', 'data', 'keep',
-                 'async_checkpoint', 'log_steps')
+                 'async_checkpoint', 'log_steps', 'prng_impl')
+# config.prng_impl (optional; None = jax's default, threefry2x32): the PRNG
+# of the init and train keys. 'rbg' compiles far faster on XLA:CPU.
+PRNG_IMPLS = ('threefry2x32', 'rbg', 'unsafe_rbg')
 
 
 # =============================================================================
@@ -88,10 +97,14 @@ def stage_config(config, stage: str) -> ml_collections.ConfigDict:
 
 
 def stage_workdirs(config, workdir: str) -> list[tuple[str, str]]:
-  """[(stage, stage workdir)] in the order they run."""
+  """[(stage, stage workdir)] in the order they run.
+
+  Stage 'both': ordering then generator; with a `config.predictor` section
+  (Animation-from-Blur) ordering, predictor, then the generator.
+  """
   if config.stage == 'both':
-    return [('ordering', os.path.join(workdir, 'ordering')),
-            ('generator', os.path.join(workdir, 'generator'))]
+    stages = ['ordering'] + (['predictor'] if 'predictor' in config else [])
+    return [(s, os.path.join(workdir, s)) for s in stages + ['generator']]
   return [(config.stage, workdir)]
 
 
@@ -140,11 +153,26 @@ def validate(config, *, devices=None) -> None:
     raise ValueError(f'config must be an ml_collections.ConfigDict, got '
                      f'{type(config).__name__}')
   _choice(_field(config, 'stage', str), STAGES, 'config.stage')
+  if config.get('prng_impl') is not None:
+    _choice(config.prng_impl, PRNG_IMPLS, 'config.prng_impl')
   stages = [s for s, _ in stage_workdirs(config, '')]
   for stage in stages:
     prefix = f'config.{stage}' if config.stage == 'both' else 'config'
     _validate_stage(stage_config(config, stage), stage, prefix=prefix,
                     devices=devices, auto_h=config.stage == 'both')
+
+
+def _eval_crop_field(cfg, prefix) -> None:
+  """input.eval_crop: None, a positive int or a positive (H, W) pair."""
+  value = cfg.input.get('eval_crop') if 'input' in cfg else None
+  if value is None:
+    return
+  pair = (value, value) if isinstance(value, int) else value
+  if (isinstance(value, bool) or not isinstance(pair, (tuple, list))
+      or len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
+                               or v < 1 for v in pair)):
+    raise ValueError(f'{prefix}.input.eval_crop={value!r}; expected None, a '
+                     'positive int or a positive (H, W) pair')
 
 
 def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
@@ -173,8 +201,7 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
           f'{prefix}.input.{field}={bs} is not divisible by the {n_dev} '
           f'data-parallel devices; use a multiple of {n_dev}')
   crop = _field(cfg, 'input.crop', int, positive=True, prefix=prefix)
-  _field(cfg, 'input.eval_crop', int, positive=True, optional=True,
-         prefix=prefix)
+  _eval_crop_field(cfg, prefix)
   _field(cfg, 'input.worker_count', int, nonneg=True, prefix=prefix)
   # Optimiser and durations.
   _choice(_field(cfg, 'optim.name', str, prefix=prefix), optim_lib.OPTIMIZERS,
@@ -210,6 +237,9 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
       raise ValueError(f'{prefix}.input.crop={crop}; H needs >= {lo} px')
     _choice(best, ('hit', 'hit_first', 'con@2', 'con@3'),
             f'{prefix}.best_metric')
+  elif stage == 'predictor':
+    from hypercut_jax.train import animation  # pylint: disable=g-import-not-at-top
+    animation.validate_predictor(cfg, prefix)
   else:
     from hypercut_jax import models  # pylint: disable=g-import-not-at-top
     _choice(model_name, tuple(models.REGISTRY), f'{prefix}.model.name')
@@ -232,6 +262,33 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
     _choice(best, tuple(k for k in BEST_MODES if k.startswith('p')),
             f'{prefix}.best_metric')
     _field(cfg, 'eval.lpips', bool, prefix=prefix)
+    # Middle frame: model kwargs, centre checkpoint, evaluation mode.
+    from hypercut_jax.train import generator as generator_lib  # pylint: disable=g-import-not-at-top
+    try:
+      model = generator_lib.make_model(
+          model_name, cfg.model.get('kwargs', None), cfg.precision)
+    except ValueError as e:
+      raise ValueError(f'{prefix}.model.kwargs: {e}') from None
+    centre = _field(cfg, 'model.centre_checkpoint', str, optional=True,
+                    prefix=prefix)
+    if centre is not None:
+      if not generator_lib.has_middle_net(model):
+        raise ValueError(
+            f'{prefix}.model.centre_checkpoint={centre!r} needs a model with '
+            f'a middle-frame network; {model_name} with model.kwargs '
+            f'{dict(cfg.model.get("kwargs", None) or {})} has none')
+      if not os.path.isdir(os.path.expanduser(centre)):
+        raise FileNotFoundError(
+            f'{prefix}.model.centre_checkpoint={centre!r} does not exist (a '
+            'stage-2 workdir of a jin2018 run)')
+    middle = _field(cfg, 'eval.middle', str, optional=True, prefix=prefix)
+    try:
+      generator_lib.resolve_eval_middle(model, middle, centre)
+    except ValueError as e:
+      raise ValueError(str(e).replace('config.', f'{prefix}.', 1)) from None
+    if model_name == 'zhong2022':
+      from hypercut_jax.train import animation  # pylint: disable=g-import-not-at-top
+      animation.validate_decomposer(cfg, prefix, chained=auto_h)
 
 
 # =============================================================================
@@ -277,6 +334,27 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
   from hypercut_jax.train import generator as generator_lib  # pylint: disable=g-import-not-at-top
   model = generator_lib.make_model(cfg.model.name, cfg.model.get('kwargs'),
                                    cfg.precision)
+  repl = sharding_lib.replicated(mesh)
+  # Middle frame (Purohit): trained centre net, evaluation mode.
+  centre_dir = cfg.model.get('centre_checkpoint')
+  centre = None
+  if centre_dir:
+    centre, centre_step = generator_lib.load_centre_checkpoint(
+        os.path.expanduser(centre_dir), model, sharding=repl)
+    logging.info('Centre net (middle-frame estimate) from the jin2018 run '
+                 '%s, step %d', centre_dir, centre_step)
+  eval_middle = generator_lib.resolve_eval_middle(
+      model, cfg.eval.get('middle'), centre_dir)
+  if eval_middle == 'estimate' and not centre_dir:
+    logging.warning('eval.middle=\'estimate\' without '
+                    'model.centre_checkpoint: the centre net is untrained '
+                    'unless the state was restored with trained weights')
+  middle_note = {'gt': 'the ground-truth middle frame',
+                 'estimate': 'the centre net\'s middle-frame estimate'
+                 }.get(eval_middle)
+  if middle_note:
+    logging.info('[generator] evaluation uses %s (eval.middle=%r)',
+                 middle_note, eval_middle)
   h_dir = cfg.hypercut.get('checkpoint')
   h_model = h_params = hyperplane = None
   if h_dir:
@@ -286,7 +364,6 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
                  cfg.hypercut.alpha)
   elif cfg.hypercut.alpha:
     logging.info('No config.hypercut.checkpoint: baseline without R_hyp.')
-  repl = sharding_lib.replicated(mesh)
   batch_sh = sharding_lib.batch_sharding(mesh)
   predict = jax.jit(generator_lib.make_predict_fn(model),
                     out_shardings=batch_sh)
@@ -296,10 +373,20 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
     def score_fn(frames):
       return ordering_model.pair_scores(h_model, h_params, hyperplane, frames)
 
+  if cfg.model.name == 'zhong2022':   # Animation-from-Blur: train/animation.py
+    from hypercut_jax.train import animation  # pylint: disable=g-import-not-at-top
+    return animation.decomposer_parts(
+        cfg, tx, schedule, mesh, model=model,
+        h=(h_model, h_params, hyperplane), score_fn=score_fn)
+
   def predict_fn(params, batch):
     blur = jax.make_array_from_process_local_data(batch_sh,
                                                   np.asarray(batch['blur']))
-    return predict(params, blur)
+    if eval_middle != 'gt':
+      return predict(params, blur)
+    middle = jax.make_array_from_process_local_data(
+        batch_sh, np.asarray(batch['sharp'])[:, generator_lib.MIDDLE])
+    return predict(params, blur, middle)
 
   def make_evaluate(batches_fn):
     evaluator = evaluators.GeneratorEvaluator(
@@ -307,10 +394,14 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
         num_examples_to_keep=cfg.eval.get('num_examples', 4),
         data_sharding=batch_sh)
     def evaluate(state):
-      return evaluator.run(state.params)
+      values, examples = evaluator.run(state.params)
+      if middle_note:  # logged with every evaluation: 1 = ground truth
+        values = {**values, 'middle_gt': float(eval_middle == 'gt')}
+        logging.info('[generator] evaluated with %s', middle_note)
+      return values, examples
     return evaluate
 
-  with_guidance = cfg.data.name == 'baist'
+  with_guidance = cfg.data.name == 'baist' or cfg.data.get('guidance') is True
   step = generator_lib.make_train_step(
       model, tx, loss_name=cfg.loss.deblur,
       flow_weight=float(cfg.loss.get('flow_weight', 0.0)), h_model=h_model,
@@ -322,7 +413,8 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
   else:
     extra, extra_sh = (None, None), (None, None)
   return StageParts(
-      init=generator_lib.make_init(model, tx, cfg.input.crop, with_guidance),
+      init=generator_lib.make_init(model, tx, cfg.input.crop, with_guidance,
+                                   centre=centre),
       step=step, extra=extra, extra_shardings=extra_sh,
       make_evaluate=make_evaluate, table_stage='generator')
 
@@ -476,11 +568,18 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
       cfg.optim, steps_of=lambda w: steps_of(w, cfg.optim, steps_per_epoch),
       total_steps=total)
   tx = optim_lib.make_optimizer(cfg.optim, schedule)
-  parts = (_ordering_parts if stage == 'ordering' else _generator_parts)(
-      cfg, tx, schedule, mesh)
+  if stage == 'predictor':
+    from hypercut_jax.train import animation  # pylint: disable=g-import-not-at-top
+    parts = animation.predictor_parts(cfg, schedule, mesh,
+                                      steps_per_epoch=steps_per_epoch,
+                                      total_steps=total)
+  else:
+    parts = (_ordering_parts if stage == 'ordering' else _generator_parts)(
+        cfg, tx, schedule, mesh)
 
   # --------------------------------------------------------------- state ---
-  init_key, train_key = jax.random.split(jax.random.key(cfg.seed))
+  init_key, train_key = jax.random.split(
+      jax.random.key(cfg.seed, impl=cfg.get('prng_impl')))
   abstract = jax.eval_shape(parts.init, init_key)
   state_sh = sharding_lib.tree_shardings(abstract, mesh,
                                          fsdp=cfg.sharding.fsdp)
@@ -602,6 +701,8 @@ def run(config, workdir: str, *, devices=None) -> dict:
       cfg = stage_config(config, stage)
       if config.stage == 'both' and stage == 'generator':
         cfg.hypercut.checkpoint = stage_dirs['ordering']
+        if 'predictor' in stage_dirs:
+          cfg.eval.predictor_checkpoint = stage_dirs['predictor']
       result = train_stage(cfg, stage_dir, devices=devices,
                            stop_flag=stop_flag)
       results[stage] = result
@@ -621,6 +722,10 @@ def _results_markdown(config, results) -> str:
     r = results['ordering']
     parts.append(f'## Ordering network H (test split, step {r.step})\n\n'
                  f'{r.table}')
+  if 'predictor' in results:
+    r = results['predictor']
+    parts.append('## Guidance predictor (BicycleGAN, test split, step '
+                 f'{r.step})\n\n{r.table}')
   if 'generator' in results:
     r = results['generator']
     cfg = stage_config(config, 'generator')

@@ -40,7 +40,7 @@ _DATASET_ALIASES = {
     'hand': 'rb2v_hand', 'rb2vhand': 'rb2v_hand',
     'street': 'rb2v_street', 'rb2vstreet': 'rb2v_street',
 }
-_STAGES = ('ordering', 'generator', 'best_of_n')
+_STAGES = ('ordering', 'generator', 'best_of_n', 'animation', 'predictor')
 _MISSING = '-'
 
 
@@ -189,10 +189,15 @@ class MetricWriter:
 # Markdown tables.
 # ----------------------------------------------------------------------------
 def _lookup(metrics, name):
-  """metrics[name], else the value of the one key ending in '/name', else None."""
+  """metrics[name], else the value of the one key ending in '/name', else None.
+
+  P_n keys ('eval/p5/ppsnr') match 'p5/ppsnr' only, never 'ppsnr'.
+  """
   if name in metrics:
     return metrics[name]
-  hits = [k for k in metrics if isinstance(k, str) and k.endswith('/' + name)]
+  # A P_n metric 'eval/p5/ppsnr' answers 'p5/ppsnr', never 'ppsnr'.
+  hits = [k for k in metrics if isinstance(k, str) and k.endswith('/' + name)
+          and not re.search(r'(?:^|/)p\d+$', k[:-len(name) - 1])]
   if len(hits) > 1:
     raise ValueError(f'metric {name!r} is ambiguous: {sorted(hits)}; pass one split only')
   return metrics[hits[0]] if hits else None
@@ -248,6 +253,12 @@ def _generator_table(metrics):
         *[_fmt(_lookup(metrics, k), 100.0, 1) for k in ('pred_hit', 'pred_con@2', 'pred_con@3')]]])
   n = _lookup(metrics, 'n')
   note = '' if n is None else f'\n\n{_fmt(n, digits=0)} test examples.'
+  middle_gt = _lookup(metrics, 'middle_gt')
+  if middle_gt is not None:
+    note += (' Middle frame: ground truth (eval.middle=gt).'
+             if float(_as_scalar(middle_gt)) > 0.5
+             else ' Middle frame: estimated by the centre network '
+                  '(eval.middle=estimate).')
   return frames + '\n\n' + pooled + note
 
 
@@ -263,6 +274,36 @@ def _best_of_n_table(metrics):
   return _table(['', 'pPSNR (dB)', 'pSSIM', 'pLPIPS'], rows)
 
 
+def _has_best_of_n(metrics):
+  return any(re.search(r'(?:^|/)p(\d+)/(?:ppsnr|pssim|plpips)$', str(k)) for k in metrics)
+
+
+def _animation_table(metrics):
+  """Decomposer (zhong2022): ground-truth guidance metrics, then P_n."""
+  text = _generator_table(metrics)
+  if not _has_best_of_n(metrics):
+    return (text + '\n\nEvaluated with the ground-truth motion guidance (no '
+            'guidance predictor: eval.predictor_checkpoint is not set).')
+  return (text + '\n\nAbove: with the ground-truth motion guidance. P_n: best '
+          'of n guidance maps sampled from the predictor, each metric chosen '
+          'independently.\n\n' + _best_of_n_table(metrics))
+
+
+def _predictor_table(metrics):
+  """Guidance predictor: accuracies in percent, cross-entropy, KL."""
+  header = ['acc rec (%)', 'acc sample (%)', 'acc best (%)', 'CE rec', 'KL',
+            'static gt (%)', 'static pred (%)']
+  row = [_fmt(_lookup(metrics, k), 100.0, 1) for k in ('acc_rec', 'acc_sample', 'acc_best')]
+  row += [_fmt(_lookup(metrics, 'ce_rec'), digits=4), _fmt(_lookup(metrics, 'kl'), digits=4)]
+  row += [_fmt(_lookup(metrics, k), 100.0, 1) for k in ('static_gt', 'static_pred')]
+  n = _lookup(metrics, 'n')
+  note = ('\n\nrec: G(blur, mu(E(ground truth))); sample: G(blur, z ~ N(0, I)), '
+          'mean and best over the samples.')
+  if n is not None:
+    note += f' {_fmt(n, digits=0)} test examples.'
+  return _table(header, [row]) + note
+
+
 def markdown_table(metrics, stage, dataset=None):
   """Results of one evaluation as markdown.
 
@@ -273,7 +314,10 @@ def markdown_table(metrics, stage, dataset=None):
       percent with 1 decimal, and the paper's numbers below; 'generator':
       per-frame pPSNR (frames 1..7, the paper's layout), then pooled pPSNR /
       pSSIM / pLPIPS and hit/con@2/con@3 of the predictions under H;
-      'best_of_n': one row per P_n (keys 'p{n}/ppsnr' etc.).
+      'best_of_n': one row per P_n (keys 'p{n}/ppsnr' etc.); 'animation':
+      Animation-from-Blur's decomposer: the 'generator' tables (ground-truth
+      guidance), a line saying so, and the P_n rows when there are any;
+      'predictor': the guidance predictor's accuracies (percent), CE and KL.
     dataset: for 'ordering', the paper's reference row to show (one of
       'reds', 'baist', 'rb2v_face', 'rb2v_hand', 'rb2v_street' or aliases
       such as 'face', 'B-Aist++'); None shows all five.
@@ -286,6 +330,10 @@ def markdown_table(metrics, stage, dataset=None):
     return _generator_table(metrics)
   if stage == 'best_of_n':
     return _best_of_n_table(metrics)
+  if stage == 'animation':
+    return _animation_table(metrics)
+  if stage == 'predictor':
+    return _predictor_table(metrics)
   raise ValueError(f'stage={stage!r}; known: {list(_STAGES)}')
 
 
