@@ -6,13 +6,19 @@ A config file exposes `get_config(arg=None)`; the text after `:` in
 (a bare key sets a bool to True) and rejects unknown keys.
 
 Config layout (what `hypercut_jax.train.loop` reads):
-  stage            'ordering' | 'generator' | 'both'
+  stage            'ordering' | 'generator' | 'predictor' | 'both'
+                   ('predictor' = the Animation-from-Blur guidance predictor,
+                   fields in hypercut_jax/train/animation.py)
   seed, precision ('float32' | 'bfloat16'), sharding.fsdp
+  prng_impl        optional: None (threefry) or 'rbg' (much faster init
+                   compiles on XLA:CPU; other initial weights)
   data             name ('synthetic'|'rb2v'|'reds'|'baist'), data_dir, subset,
-                   and the synthetic source's fields
+                   the synthetic source's fields, and guidance=True (+
+                   guidance_kwargs) to compute motion guidance from the sharp
+                   frames for data that has none (zhong2022, predictor)
   keep, async_checkpoint, log_steps
-  per stage (top level for one stage; in `config.ordering` and
-  `config.generator` when stage='both'):
+  per stage (top level for one stage; in `config.ordering`,
+  `config.generator` (and `config.predictor`) when stage='both'):
     model.name, model.kwargs       'hypercut' (H) or a generator name;
                                    purohit2019 also takes
                                    kwargs.middle='jin_centre'|'none' (its

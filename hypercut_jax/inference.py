@@ -116,6 +116,7 @@ def build_model(kind: str, config: dict, precision: str | None = None):
   The init functions are the trainer's, so shapes match what it saves.
   """
   # pylint: disable=g-import-not-at-top
+  from hypercut_jax import models
   from hypercut_jax.train import generator as generator_lib
   from hypercut_jax.train import ordering as ordering_lib
   # pylint: enable=g-import-not-at-top
@@ -132,7 +133,10 @@ def build_model(kind: str, config: dict, precision: str | None = None):
   if not isinstance(name, str):
     raise ValueError(f'config.model.name={name!r} is not a generator name')
   model = generator_lib.make_model(name, kwargs, precision)
-  with_guidance = (config.get('data') or {}).get('name') == 'baist'
+  data = config.get('data') or {}
+  # Same rule as the trainer: data with guidance, or a model that needs it.
+  with_guidance = (data.get('name') == 'baist' or data.get('guidance') is True
+                   or name in models.NEEDS_GUIDANCE)
   multiple = int(getattr(model, 'size_multiple', 1))
   crop = max(multiple, crop - crop % multiple)
   return model, generator_lib.make_init(model, tx, crop, with_guidance)

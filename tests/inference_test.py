@@ -104,3 +104,14 @@ def test_wrong_kind_and_not_a_checkpoint(both_workdir, tmp_path):
   assert inference.saved_kind({'stage': 'generator'}) == 'generator'
   assert inference.saved_kind(json.loads('{"model": {"name": "hypercut"}}')
                               ) == 'ordering'
+
+
+def test_build_model_gives_zhong2022_guidance_on_any_dataset():
+  """The decomposer needs guidance at init, also on synthetic data."""
+  config = {'model': {'name': 'zhong2022',
+                      'kwargs': dict(features=8, max_features=16, n_blocks=1)},
+            'data': {'name': 'synthetic'}, 'input': {'crop': 32}}
+  model, init = inference.build_model('generator', config)
+  state = jax.eval_shape(init, jax.random.key(0))
+  assert model.__class__.__name__ == 'Decomposer'
+  assert jax.tree.leaves(state.params)
