@@ -1,9 +1,15 @@
 r"""Speed and memory of the training steps, side by side with eager PyTorch.
 
-  python -m benchmarks.run                # H step, 128 and 256, both sides
-  python -m benchmarks.run --quick        # tiny H, one small size, 2 reps
+  python -m benchmarks.run                # H step (128, 256) + pipeline
+  python -m benchmarks.run --quick        # tiny models, small sizes, smoke
+  python -m benchmarks.run --parts=generators         # both generators
   python -m benchmarks.run --parts=h,generators,data --sizes=128 --reps=7
   python -m benchmarks.run --devices=1,2 --impls=xla,cpu --json=/tmp/b.json
+
+Time on the 2-core CPU of docs/performance.md: the default (h,data) about
+8 minutes; --parts=generators about 25 minutes (jin2018's step alone is
+2 TFLOP; --nomemory skips the two memory children per generator and
+halves it); --quick about 1 minute.
 
 Parts (`--parts`):
   h           the stage-1 step users run (`train.ordering.make_train_step`:
@@ -15,16 +21,29 @@ Parts (`--parts`):
               the torch module and the first losses are compared
               (`loss diff`). Every `--impls` variant of H's convolutions
               (`OrderingNet.conv_impl`) gets its own row.
-  generators  each generator's step (`train.generator.make_train_step`,
-              Adam, + alpha * R_hyp through a frozen full-size H); JAX only,
-              there is no PyTorch reference of the generators.
+  generators  each generator's step (`train.generator.make_train_step`:
+              official order-invariant loss, Purohit's multiscale form +
+              0.02 mean|flow| with the ground-truth middle frame, + alpha *
+              R_hyp through a frozen full-size H, Adam) at batch
+              `--batch_size`, side `--generator_size` rounded to the nearest
+              valid multiple (jin2018: 120, purohit2019: 128); next to it
+              `benchmarks.torch_generators` (eager PyTorch, same network,
+              loss and H, `torch.optim.Adam`), the JAX init and H copied in,
+              first losses compared, parameter counts asserted equal
+              (18,213,376 and 9,525,740). Every `--precisions` value of the
+              JAX side gets its own row (torch stays float32).
   data        examples/s of `data.pipeline.make_train_iterator` on the
-              synthetic source (one process, `read_threads` threads).
+              synthetic source (one process, 1 and 2 read threads), and
+              that rate over the samples/s of the fastest H step measured in
+              the same run at the same crop and batch ('x H step': how many
+              H steps' worth of examples the pipeline delivers).
 
 Method. Each (size, devices) runs in a child process that builds every
 variant (`--impls` x `--precisions`, and torch), then times them
 interleaved: per repetition the variants run once each, in an order
-rotated every repetition, so machine noise falls on all alike. Samples/s is the median over `--reps`; `spread` is
+rotated every repetition, so machine noise falls on all alike (one child
+per generator likewise, `--generator_reps` repetitions). Samples/s is the
+median over `--reps`; `spread` is
 (max - min) / median of the per-step times. CPU-s/sample counts every thread
 of the child (what a free machine would need). Compile time is measured
 apart (JAX: `lower().compile()` of the step; torch: its first step).
@@ -42,6 +61,7 @@ resident set just before the first step. GFLOP/s uses the model's FLOPs
 on accelerators MFU divides them by the chip's dense peak (`--peak_tflops`
 or a small table of known chips).
 """
+import importlib
 import json
 import os
 import resource
@@ -53,6 +73,7 @@ from absl import app
 from absl import flags
 
 _PARTS = ('h', 'generators', 'data')
+_GENERATORS = ('jin2018', 'purohit2019')
 _IMPLS = ('auto', 'xla', 'cpu')
 _SHORT = {'float32': 'f32', 'bfloat16': 'bf16'}
 _MODELS = {'full': {}, 'tiny': dict(nf=4, embed_dim=8, n_blocks=1)}
@@ -69,7 +90,9 @@ _FLAGS = flags.FLAGS
 
 def define_flags():
   """Registers the command-line flags (only when run as a program)."""
-  flags.DEFINE_list('parts', ['h'], f'what to measure, of {_PARTS}.')
+  flags.DEFINE_list('parts', ['h', 'data'], f'what to measure, of {_PARTS} '
+                    '(generators: about 25 minutes on 2 cores, see '
+                    'docs/performance.md).')
   flags.DEFINE_list('sizes', ['128', '256'], 'square crop sides of the H step.')
   flags.DEFINE_integer('batch_size', 8,
                        'examples per step (6 pairs each for H).')
@@ -88,11 +111,14 @@ def define_flags():
   flags.DEFINE_list('generators', ['jin2018', 'purohit2019'],
                     'generator names.')
   flags.DEFINE_integer('generator_size', 128, 'generator image side '
-                       "(rounded up to the model's size_multiple).")
+                       "(the nearest multiple of the model's size_multiple: "
+                       'jin2018 120, purohit2019 128).')
+  flags.DEFINE_integer('generator_reps', 2, 'timed repetitions per side of '
+                       'each generator step (after one warm-up step).')
   flags.DEFINE_float('alpha', 0.2, 'R_hyp weight of the generator steps.')
   flags.DEFINE_float('data_seconds', 5.0, 'seconds per data measurement.')
   flags.DEFINE_integer('data_size', 160, 'synthetic image side for the '
-                       'data part (crops 128).')
+                       'data part (crops 4/5 of it: 128).')
   flags.DEFINE_float('peak_tflops', 0.0, 'chip peak for MFU (0: known chips).')
   flags.DEFINE_bool('quick', False, 'smoke run: tiny H, side 40, batch 2, '
                     '2 reps, no memory children.')
@@ -161,6 +187,24 @@ def _peak_for(kind: str, precision: str):
 # =============================================================================
 # The H step, JAX side.
 # =============================================================================
+def _flops(fn, *args):
+  """Model FLOPs of `fn(*args)` from XLA's HLO cost analysis.
+
+  Lowered for the CPU platform whatever the backend: the analysis of the
+  HLO counts convolutions on any platform, while a CUDA executable's
+  analysis misses the cuDNN custom calls (it reported 0.1 GFLOP for the
+  94 GFLOP H step). Abstract arguments, so nothing is copied or compiled.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                          args)
+  lowered = jax.jit(fn).trace(*abstract).lower(lowering_platforms=('cpu',))
+  cost = lowered.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
 def _jax_h(spec, impl, precision):
   """Builds the trainer's stage-1 step; returns a dict with run() etc."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -186,10 +230,8 @@ def _jax_h(spec, impl, precision):
   step = jax.jit(ordering_train.make_train_step(model, tx),
                  in_shardings=(repl, batch_sh, repl),
                  out_shardings=(repl, repl), donate_argnums=0)
-  flops = jax.jit(ordering_train.make_train_step(model.clone(conv_impl='xla'),
-                                                 tx)).lower(
-                                                     state, data, key
-                                                 ).cost_analysis()['flops']
+  flops = _flops(ordering_train.make_train_step(model.clone(conv_impl='xla'),
+                                               tx), state, data, key)
   params0 = jax.device_get(state.params)
   plane0 = np.asarray(jax.device_get(state.hyperplane))
   t0 = time.perf_counter()
@@ -209,7 +251,7 @@ def _jax_h(spec, impl, precision):
       box['loss0'] = float(loss)
 
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params0))
-  return {'run': run, 'compile_s': compile_s, 'flops': float(flops),
+  return {'run': run, 'compile_s': compile_s, 'flops': flops,
           'xla_mib': xla_bytes / 2 ** 20 if xla_bytes else None,
           'params': n_params, 'params0': params0, 'plane0': plane0,
           'host': host['sharp'], 'box': box, 'mesh_size': mesh.size,
@@ -266,11 +308,13 @@ def _torch_h(spec, threads, params0=None, plane0=None, sharp=None):
           'threads': torch.get_num_threads()}
 
 
-def check_param_counts(jax_params: int, torch_params: int) -> None:
+def check_param_counts(jax_params: int, torch_params: int,
+                       what: str = 'H') -> None:
   """The two sides must run the same network."""
   if jax_params != torch_params:
-    raise AssertionError(f'parameter counts differ: JAX H {jax_params:,} vs '
-                         f'torch reference {torch_params:,}')
+    raise AssertionError(f'parameter counts differ: JAX {what} '
+                         f'{jax_params:,} vs torch reference '
+                         f'{torch_params:,}')
 
 
 def _h_child(spec):
@@ -323,10 +367,12 @@ def _h_child(spec):
            'device_kind': v['device_kind'], 'platform': v['platform'],
            'threads': threads, 'load_before': load0, 'load_after': load1,
            **_summary(walls[name], cpus[name], spec['batch'])}
-    row['gflops_per_s'] = v['flops'] / row['step_s'] / 1e9
+    row['gflops_per_s'] = (v['flops'] / row['step_s'] / 1e9
+                           if v['flops'] else None)
     peak = _peak_for(v['device_kind'], precision)
     row['mfu'] = (row['gflops_per_s'] / 1e3 / peak
-                  if peak and v['platform'] != 'cpu' else None)
+                  if peak and row['gflops_per_s'] and v['platform'] != 'cpu'
+                  else None)
     if torch_row is not None:
       check_param_counts(row['params'], torch_row['params'])
       row['torch'] = torch_row
@@ -351,64 +397,233 @@ def _h_mem_child(spec):
 
 
 # =============================================================================
-# Generators (JAX only) and the input pipeline.
+# Generator steps, JAX and PyTorch sides.
 # =============================================================================
-def _gen_child(spec):
+_GEN_TINY_H = dict(nf=4, embed_dim=8, n_blocks=1)
+
+
+def generator_side(size: int, multiple: int) -> int:
+  """The multiple of `multiple` nearest to `size` (at least `multiple`)."""
+  return max(multiple, int(size / multiple + 0.5) * multiple)
+
+
+def _jax_gen(spec, precision):
+  """Builds the trainer's stage-2 step (Adam, + alpha R_hyp through H)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
+  from hypercut_jax import models  # pylint: disable=g-import-not-at-top
   from hypercut_jax.models import ordering  # pylint: disable=g-import-not-at-top
   from hypercut_jax.train import generator  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.train import ordering as ordering_train  # pylint: disable=g-import-not-at-top
   from hypercut_jax.train import sharding  # pylint: disable=g-import-not-at-top
 
-  _pin(spec['threads'])
   mesh = sharding.make_mesh()
+  sharding.check_batch_size(spec['batch'], mesh)
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  model = generator.make_model(spec['name'], None, spec['precision'])
-  side = -(-spec['size'] // model.size_multiple) * model.size_multiple
+  if spec['model'] == 'tiny':   # the module's test-only variant, tiny H
+    tiny = importlib.import_module(models.get(spec['name']).__module__).Tiny
+    dtype = ordering_train.compute_dtype(precision)
+    model = tiny(**({'dtype': dtype} if dtype is not None else {}))
+    h_kw = _GEN_TINY_H
+  else:
+    model = generator.make_model(spec['name'], None, precision)
+    h_kw = {}
+  side = generator_side(spec['size'], model.size_multiple)
   batch = spec['batch']
   tx = optax.adam(1e-4)
   state = jax.jit(generator.make_init(model, tx, side),
                   out_shardings=repl)(jax.random.key(0, impl='rbg'))
-  h_model = ordering.OrderingNet()
+  h_model = ordering_train.make_model(h_kw, precision)
   h_params = jax.jit(lambda k: h_model.init(k, np.zeros((1, 64, 64, 6))),
                      out_shardings=repl)(jax.random.key(2))['params']
-  plane = jax.device_put(ordering.init_hyperplane(jax.random.key(3), 128), repl)
+  plane = jax.device_put(
+      ordering.init_hyperplane(jax.random.key(3), h_model.embed_dim), repl)
   rng = np.random.default_rng(0)
   sharp = rng.integers(0, 256, (batch, 7, side, side, 3), dtype=np.uint8)
-  host = {'sharp': sharp, 'blur': sharp.mean(1).astype(np.uint8)}
+  host = {'sharp': sharp, 'blur': sharp.mean(1).round().astype(np.uint8)}
   data = sharding.put_batch(host, batch_sh)
   key = jax.device_put(jax.random.key(1), repl)
   flow_weight = 0.02 if spec['name'] == 'purohit2019' else 0.0
-  step = jax.jit(
-      generator.make_train_step(model, tx, flow_weight=flow_weight,
-                                h_model=h_model, alpha=spec['alpha']),
-      in_shardings=(repl, batch_sh, repl, repl, repl),
-      out_shardings=(repl, repl), donate_argnums=0)
+
+  def make_step(h):
+    return jax.jit(
+        generator.make_train_step(model, tx, flow_weight=flow_weight,
+                                  h_model=h, alpha=spec['alpha']),
+        in_shardings=(repl, batch_sh, repl, repl, repl),
+        out_shardings=(repl, repl), donate_argnums=0)
+
+  args = (data, key, h_params, plane)
+  # Model FLOPs: XLA's count of the step with plain convs in H.
+  flops = _flops(generator.make_train_step(
+      model, tx, flow_weight=flow_weight,
+      h_model=h_model.clone(conv_impl='xla'), alpha=spec['alpha']),
+                 state, *args)
+  params0 = jax.device_get(state.params)
   t0 = time.perf_counter()
-  compiled = step.lower(state, data, key, h_params, plane).compile()
+  compiled = make_step(h_model).lower(state, *args).compile()
   compile_s = time.perf_counter() - t0
-  box = {'state': state}
+  mem = compiled.memory_analysis()
+  xla_bytes = None
+  if mem is not None:
+    xla_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                 + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+  box = {'state': state, 'loss0': None}
 
   def run():
-    box['state'], m = compiled(box['state'], data, key, h_params, plane)
-    jax.block_until_ready(m['train/loss'])
+    box['state'], metrics = compiled(box['state'], *args)
+    loss = jax.block_until_ready(metrics['train/loss'])
+    if box['loss0'] is None:
+      box['loss0'] = float(loss)
 
-  run()
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params0))
+  return {'run': run, 'compile_s': compile_s, 'flops': flops,
+          'xla_mib': xla_bytes / 2 ** 20 if xla_bytes else None,
+          'params': n_params, 'params0': params0, 'side': side,
+          'h_params0': jax.device_get(h_params),
+          'plane0': np.asarray(jax.device_get(plane)), 'host': host,
+          'box': box, 'mesh_size': mesh.size,
+          'device_kind': jax.devices()[0].device_kind,
+          'platform': jax.devices()[0].platform}
+
+
+def _import_torch_generators():
+  torch, tr = _import_torch()
+  from benchmarks import torch_generators  # pylint: disable=g-import-not-at-top
+  return torch, tr, torch_generators
+
+
+def _torch_gen(spec, threads, params0=None, h_params0=None, plane0=None,
+               host=None):
+  """The same step in eager PyTorch: torch.optim.Adam, same loss and H."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  torch, tr, tg = _import_torch_generators()
+  device = torch.device(spec.get('torch_device', 'cpu'))
+  if device.type == 'cuda' and not torch.cuda.is_available():
+    raise ValueError('--torch_device=cuda but this torch has no CUDA device')
+  sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+  torch.set_num_threads(threads)
+  tiny = spec['model'] == 'tiny'
+  net = tg.make(spec['name'], tiny)
+  if params0 is not None:
+    tg.load_flax_params(net, params0)
+  h_net = tr.TorchHyperCUT(**(_GEN_TINY_H if tiny else {}))
+  if h_params0 is not None:
+    tr.load_flax_params(h_net, h_params0, plane0)
+  for p in h_net.parameters():
+    p.requires_grad_(False)
+  net, h_net = net.to(device), h_net.to(device)
+  opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+  if host is None:
+    side = generator_side(spec['size'], net.size_multiple)
+    sharp = np.random.default_rng(0).integers(
+        0, 256, (spec['batch'], 7, side, side, 3), dtype=np.uint8)
+    host = {'sharp': sharp, 'blur': sharp.mean(1).round().astype(np.uint8)}
+  sharp_u8 = torch.from_numpy(np.ascontiguousarray(host['sharp'])).to(device)
+  blur_u8 = torch.from_numpy(np.ascontiguousarray(host['blur'])).to(device)
+  flow_weight = 0.02 if spec['name'] == 'purohit2019' else 0.0
+  box = {'loss0': None}
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    sharp = tg.to_float_frames(sharp_u8)
+    out = net(tg.to_float_frames(blur_u8), middle=sharp[:, 3])
+    loss = tg.generator_loss(out, sharp, h_net, spec['alpha'], flow_weight)
+    loss.backward()
+    opt.step()
+    sync()
+    if box['loss0'] is None:
+      box['loss0'] = float(loss.detach())
+
+  return {'run': run, 'params': tg.num_params(net), 'box': box,
+          'threads': torch.get_num_threads()}
+
+
+def _interleave(variants, reps):
+  """Runs every variant once per repetition, order rotated; walls, cpus."""
+  names = list(variants)
+  walls = {n: [] for n in names}
+  cpus = {n: [] for n in names}
+  for rep in range(reps):
+    k = rep % len(names)
+    for name in names[k:] + names[:k]:
+      w, c = _timed(variants[name]['run'])
+      walls[name].append(w)
+      cpus[name].append(c)
+  return walls, cpus
+
+
+def _gen_child(spec):
+  """One generator: every JAX precision and torch, interleaved."""
+  threads = _pin(spec['threads'])
+  variants = {}
+  for precision in spec['precisions']:
+    variants[f'jax:{precision}'] = _jax_gen(spec, precision)
+  first = next(iter(variants.values()))
+  if spec['torch']:
+    _import_torch_generators()
+    t0 = time.perf_counter()
+    variants['torch'] = _torch_gen(spec, threads, first['params0'],
+                                   first['h_params0'], first['plane0'],
+                                   first['host'])
+    variants['torch']['run']()
+    variants['torch']['compile_s'] = time.perf_counter() - t0
+  for v in variants.values():
+    if v['box']['loss0'] is None:
+      v['run']()        # warm-up; records the first loss
+  load0 = os.getloadavg()[0]
+  walls, cpus = _interleave(variants, spec['reps'])
+  load1 = os.getloadavg()[0]
+  torch_row = None
+  if spec['torch']:
+    t = variants['torch']
+    torch_row = {'name': 'torch', 'params': t['params'],
+                 'compile_s': t['compile_s'], 'loss0': t['box']['loss0'],
+                 'threads': t['threads'],
+                 'device': spec.get('torch_device', 'cpu'),
+                 **_summary(walls['torch'], cpus['torch'], spec['batch'])}
+  rows = []
+  for name, v in variants.items():
+    if name == 'torch':
+      continue
+    precision = name.split(':')[1]
+    row = {'name': spec['name'], 'size': v['side'], 'batch': spec['batch'],
+           'devices': v['mesh_size'], 'precision': precision,
+           'params': v['params'], 'compile_s': v['compile_s'],
+           'loss0': v['box']['loss0'], 'flops': v['flops'],
+           'xla_mib': v['xla_mib'], 'device_kind': v['device_kind'],
+           'platform': v['platform'], 'threads': threads,
+           'load_before': load0, 'load_after': load1,
+           **_summary(walls[name], cpus[name], spec['batch'])}
+    row['gflops_per_s'] = (v['flops'] / row['step_s'] / 1e9
+                           if v['flops'] else None)
+    peak = _peak_for(v['device_kind'], precision)
+    row['mfu'] = (row['gflops_per_s'] / 1e3 / peak
+                  if peak and row['gflops_per_s'] and v['platform'] != 'cpu'
+                  else None)
+    if torch_row is not None:
+      check_param_counts(row['params'], torch_row['params'], spec['name'])
+      row['torch'] = torch_row
+      row['ratio'] = row['samples_per_s'] / torch_row['samples_per_s']
+      row['loss_diff'] = abs(row['loss0'] - torch_row['loss0'])
+    rows.append(row)
+  return rows
+
+
+def _gen_mem_child(spec):
+  """Peak RSS of one generator side alone: warm-up + 2 steps."""
+  threads = _pin(spec['threads'])
+  if spec['side'] == 'torch':
+    v = _torch_gen(spec, threads)
+  else:
+    v = _jax_gen(spec, spec['side'].split(':')[1])
   before = _rss_mib()
-  walls, cpus = [], []
-  for _ in range(spec['reps']):
-    w, c = _timed(run)
-    walls.append(w)
-    cpus.append(c)
-  n_params = sum(int(np.prod(x.shape))
-                 for x in jax.tree.leaves(box['state'].params))
-  return [{'name': spec['name'], 'size': side, 'batch': batch,
-           'params': n_params, 'compile_s': compile_s,
-           'peak_mib': _peak_mib(), 'step_mib': _peak_mib() - before,
-           'load': os.getloadavg()[0], **_summary(walls, cpus, batch)}]
-
-
+  for _ in range(3):
+    v['run']()
+  return {'peak_mib': _peak_mib(), 'step_mib': _peak_mib() - before}
+# =============================================================================
+# The input pipeline.
+# =============================================================================
 def _data_child(spec):
   from hypercut_jax import data  # pylint: disable=g-import-not-at-top
   from hypercut_jax.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -437,6 +652,7 @@ def _data_child(spec):
 
 
 _CHILDREN = {'h': _h_child, 'h_mem': _h_mem_child, 'gen': _gen_child,
+             'gen_mem': _gen_mem_child,
              'data': _data_child}
 
 
@@ -470,12 +686,20 @@ def validate_settings(s: dict) -> dict:
   for p in s['precisions']:
     if p not in _SHORT:
       raise ValueError(f'--precisions has {p!r}; known: {sorted(_SHORT)}')
-  if s['reps'] < 1 or s['batch'] < 1:
-    raise ValueError(f'--reps={s["reps"]} and --batch_size={s["batch"]} '
-                     'must be >= 1')
+  if s['reps'] < 1 or s['batch'] < 1 or s.get('generator_reps', 1) < 1:
+    raise ValueError(f'--reps={s["reps"]}, --batch_size={s["batch"]} and '
+                     f'--generator_reps={s.get("generator_reps")} must be '
+                     '>= 1')
   if min(s['sizes']) < 33:
     raise ValueError(f'--sizes must be >= 33 (H needs 33 px); '
                      f'got {s["sizes"]}')
+  for name in s.get('generators', ()):
+    if name not in _GENERATORS:
+      raise ValueError(f'--generators has {name!r}; known (with a torch '
+                       f'reference): {_GENERATORS}')
+  if s.get('generator_size', 33) < 33:
+    raise ValueError('--generator_size must be >= 33 (R_hyp runs H on the '
+                     f'frames); got {s["generator_size"]}')
   return s
 
 
@@ -484,9 +708,14 @@ def _settings():
        'batch': _FLAGS.batch_size, 'reps': _FLAGS.reps, 'impls': _FLAGS.impls,
        'devices': [int(x) for x in _FLAGS.devices],
        'precisions': _FLAGS.precisions, 'model': _FLAGS.model,
-       'memory': _FLAGS.memory}
+       'memory': _FLAGS.memory, 'generators': _FLAGS.generators,
+       'generator_size': _FLAGS.generator_size,
+       'generator_reps': _FLAGS.generator_reps,
+       'data_size': _FLAGS.data_size, 'data_seconds': _FLAGS.data_seconds}
   if _FLAGS.quick:
-    s.update(sizes=[40], batch=2, reps=2, model='tiny', memory=False)
+    s.update(sizes=[40], batch=2, reps=2, model='tiny', memory=False,
+             generator_size=40, generator_reps=1, data_size=50,
+             data_seconds=1.0)
   return validate_settings(s)
 
 
@@ -527,15 +756,15 @@ def _print_h(rows, header=True):
   for r in rows:
     t = r.get('torch') or {}
     mj, mt = r.get('memory', {}), t.get('memory', {})
-    print(f"| H | {r['size']} | {r['batch']} | {r['devices']} | "
-          f"{_SHORT[r['precision']]} | {r['impl']} | "
+    print(f"| {r.get('step', 'H')} | {r['size']} | {r['batch']} | "
+          f"{r['devices']} | {_SHORT[r['precision']]} | {r['impl']} | "
           f"{r['samples_per_s']:.2f} | "
           f"{_fmt(t.get('samples_per_s'))} | {_fmt(r.get('ratio'))} | "
           f"{r['spread']:.2f}/{_fmt(t.get('spread'))} | "
           f"{r['compile_s']:.1f}/{_fmt(t.get('compile_s'), '.1f')} | "
           f"{r['cpu_s_per_sample']:.3f}/"
           f"{_fmt(t.get('cpu_s_per_sample'), '.3f')} | "
-          f"{r['gflops_per_s']:.1f} | {_fmt(r['mfu'], '.1%')} | "
+          f"{_fmt(r['gflops_per_s'], '.1f')} | {_fmt(r['mfu'], '.1%')} | "
           f"{_fmt(r['xla_mib'], '.0f')} | "
           f"{_fmt(mj.get('peak_mib'), '.0f')}/"
           f"{_fmt(mt.get('peak_mib'), '.0f')} | "
@@ -547,34 +776,61 @@ def _print_h(rows, header=True):
 
 
 def run_generators(s) -> list:
+  """Each generator's step, JAX (every precision) vs torch, one child each."""
   rows = []
-  print('\n| generator step (+alpha R_hyp) | side | batch | params | '
-        'samples/s | spread | compile s | CPU-s/sample | peak MiB | step MiB | '
-        'torch | load |')
-  print('|' + '---|' * 12)
-  for name in _FLAGS.generators:
-    spec = {'name': name, 'size': _FLAGS.generator_size, 'batch': s['batch'],
-            'reps': s['reps'], 'alpha': _FLAGS.alpha,
-            'precision': s['precisions'][0], 'threads': _FLAGS.threads}
-    r = _spawn('gen', spec, s['devices'][0])[0]
-    rows.append(r)
-    print(f"| {r['name']} | {r['size']} | {r['batch']} | {r['params']:,} | "
-          f"{r['samples_per_s']:.2f} | {r['spread']:.2f} | "
-          f"{r['compile_s']:.1f} | {r['cpu_s_per_sample']:.3f} | "
-          f"{r['peak_mib']:.0f} | {r['step_mib']:.0f} | no reference | "
-          f"{r['load']:.1f} |", flush=True)
+  for devices in s['devices']:
+    for name in s['generators']:
+      spec = {'name': name, 'size': s['generator_size'], 'batch': s['batch'],
+              'reps': s['generator_reps'], 'alpha': _FLAGS.alpha,
+              'precisions': s['precisions'], 'model': s['model'],
+              'torch': _FLAGS.torch, 'torch_device': _FLAGS.torch_device,
+              'threads': _FLAGS.threads}
+      got = _spawn('gen', spec, devices)
+      if s['memory']:
+        sides = [f'jax:{p}' for p in s['precisions']]
+        sides += ['torch'] if _FLAGS.torch else []
+        mem = {side: _spawn('gen_mem', dict(spec, side=side), devices)
+               for side in sides}
+        for row in got:
+          row['memory'] = mem[f"jax:{row['precision']}"]
+          if 'torch' in mem:
+            row['torch']['memory'] = mem['torch']
+      for row in got:
+        row['step'], row['impl'] = name, '-'
+      _print_h(got, header=not rows)
+      rows += got
   return rows
 
 
-def run_data(s) -> list:
-  spec = {'size': _FLAGS.data_size, 'batch': s['batch'],
-          'seconds': _FLAGS.data_seconds, 'threads': _FLAGS.threads}
+def h_consumption(h_rows, crop: int, batch: int):
+  """Samples/s of the fastest JAX H step at this crop and batch, or None."""
+  rates = [r['samples_per_s'] for r in h_rows or ()
+           if r['size'] == crop and r['batch'] == batch]
+  return max(rates) if rates else None
+
+
+def run_data(s, h_rows=None) -> list:
+  """Pipeline examples/s, and its ratio to what the H step consumes.
+
+  The H step takes one example per sample, so the ratio is pipeline
+  examples/s over H samples/s at the pipeline's crop and batch (from the H
+  rows of this run; '-' without them: run --parts=h,data --sizes=128).
+  """
+  spec = {'size': s['data_size'], 'batch': s['batch'],
+          'seconds': s['data_seconds'], 'threads': _FLAGS.threads}
   rows = _spawn('data', spec)
-  print('\n| input pipeline | examples/s | examples per CPU-s | load |')
-  print('|---|---|---|---|')
+  crop = s['data_size'] * 4 // 5
+  h_rate = h_consumption(h_rows, crop, s['batch'])
+  print(f'\n| input pipeline | examples/s | examples per CPU-s | '
+        f'x H step (crop {crop}, batch {s["batch"]}: '
+        f'{_fmt(h_rate)} samples/s) | load |')
+  print('|---|---|---|---|---|')
   for r in rows:
+    r['h_samples_per_s'] = h_rate
+    r['x_h_step'] = r['examples_per_s'] / h_rate if h_rate else None
     print(f"| {r['name']} | {r['examples_per_s']:.1f} | "
-          f"{r['examples_per_cpu_s']:.1f} | {r['load']:.1f} |", flush=True)
+          f"{r['examples_per_cpu_s']:.1f} | {_fmt(r['x_h_step'])} | "
+          f"{r['load']:.1f} |", flush=True)
   return rows
 
 
@@ -637,7 +893,7 @@ def main(argv):
   if 'generators' in s['parts']:
     results['generators'] = run_generators(s)
   if 'data' in s['parts']:
-    results['data'] = run_data(s)
+    results['data'] = run_data(s, results.get('h'))
   if _FLAGS.json:
     with open(_FLAGS.json, 'w') as f:
       json.dump(results, f, indent=1)

