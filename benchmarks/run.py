@@ -7,9 +7,9 @@ r"""Speed and memory of the training steps, side by side with eager PyTorch.
   python -m benchmarks.run --devices=1,2 --impls=xla,cpu --json=/tmp/b.json
 
 Time on the 2-core CPU of docs/performance.md: the default (h,data) about
-8 minutes; --parts=generators about 25 minutes (jin2018's step alone is
-2 TFLOP; --nomemory skips the two memory children per generator and
-halves it); --quick about 1 minute.
+5 minutes (312 s quiet); --parts=generators about 15 minutes (jin2018's step alone is
+2 TFLOP; --nomemory skips the two memory children per generator: about 7
+minutes on the quiet machine); --quick about 1 minute.
 
 Parts (`--parts`):
   h           the stage-1 step users run (`train.ordering.make_train_step`:
@@ -91,7 +91,7 @@ _FLAGS = flags.FLAGS
 def define_flags():
   """Registers the command-line flags (only when run as a program)."""
   flags.DEFINE_list('parts', ['h', 'data'], f'what to measure, of {_PARTS} '
-                    '(generators: about 25 minutes on 2 cores, see '
+                    '(generators: about 15 minutes on 2 cores, see '
                     'docs/performance.md).')
   flags.DEFINE_list('sizes', ['128', '256'], 'square crop sides of the H step.')
   flags.DEFINE_integer('batch_size', 8,

@@ -297,7 +297,20 @@ def test_gpu_script_parses_and_dry_runs():
   gens = [c for c in cmds if '--parts=generators' in c]
   assert len(gens) == 2 and all('--precisions=float32,bfloat16' in c
                                 for c in gens)
-  assert all(c.startswith('timeout ') for c in cmds if 'benchmarks.run' in c)
+  runs = [c for c in cmds if 'benchmarks.run' in c]
+  assert all(c.startswith('timeout ') for c in runs)
+  # the default budget: every line's timeout together under 5 minutes
+  assert sum(int(c.split()[1]) for c in runs) <= 290
+  one = subprocess.run(['bash', script, '--dry-run', '--only=purohit2019'],
+                       cwd=ROOT, env=dict(_env(), GEN_PRECISIONS='float32'),
+                       capture_output=True, text=True, timeout=60,
+                       check=False)
+  runs = [l for l in one.stdout.splitlines() if 'benchmarks.run' in l]
+  assert len(runs) == 1 and '--generators=purohit2019' in runs[0]
+  assert '--precisions=float32 ' in runs[0] and int(runs[0].split()[1]) <= 290
+  bad = subprocess.run(['bash', script, '--only=zhong'], cwd=ROOT, env=_env(),
+                       capture_output=True, text=True, timeout=60, check=False)
+  assert bad.returncode == 2 and 'unknown argument' in bad.stderr
 
 
 # -------------------------------------------- PyTorch generator twins ---
