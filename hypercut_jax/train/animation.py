@@ -72,11 +72,11 @@ import optax
 
 from hypercut_jax import losses
 from hypercut_jax import models
-from hypercut_jax.models import ordering as ordering_model
 from hypercut_jax.models import zhong2022
 from hypercut_jax.train import bicyclegan
 from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import evaluators
+from hypercut_jax.train import generator as generator_lib
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import sharding as sharding_lib
 from hypercut_jax.train import state as state_lib
@@ -347,11 +347,8 @@ def make_decomposer_step(model, tx: optax.GradientTransformation, *,
     out = model.apply({'params': params}, blur, train=True, guidance=guidance)
     loss, terms = decomposer_terms(model, out, sharp, loss_name)
     if use_h:
-      scores = ordering_model.forward_scores(
-          h_model, jax.lax.stop_gradient(h_params),
-          jax.lax.stop_gradient(hyperplane), out['frames_raw'])
-      terms['r_hyp'] = losses.hyperplane_reg(scores, form=reg_form)
-      terms['pred_sign_neg'] = jnp.mean((scores < 0).astype(jnp.float32))
+      terms.update(generator_lib.hypercut_terms(
+          h_model, h_params, hyperplane, out['frames_raw'], reg_form))
       loss = loss + alpha * terms['r_hyp']
     return loss, terms
 

@@ -195,6 +195,23 @@ def deblur_terms(out: dict, sharp, loss_name: str, flow_weight: float):
   return total, terms
 
 
+def hypercut_terms(h_model, h_params, hyperplane, frames: jax.Array,
+                   reg_form: str = 'official') -> dict[str, jax.Array]:
+  """R_hyp of predicted frames under a frozen H: {'r_hyp', 'pred_sign_neg'}.
+
+  frames: f32[B,7,H,W,3] in [0,1], the generator's output (gradients flow
+  into it; H's parameters and the hyperplane are stop-gradient).
+  'r_hyp' = `losses.hyperplane_reg` of the forward-order pair scores (the
+  term a stage adds as `alpha * r_hyp`); 'pred_sign_neg' = the share of
+  those scores below 0 (the side R_hyp drives them to), a diagnostic.
+  """
+  scores = ordering_model.forward_scores(
+      h_model, jax.lax.stop_gradient(h_params),
+      jax.lax.stop_gradient(hyperplane), frames)
+  return {'r_hyp': losses.hyperplane_reg(scores, form=reg_form),
+          'pred_sign_neg': jnp.mean((scores < 0).astype(jnp.float32))}
+
+
 def make_train_step(model, tx: optax.GradientTransformation, *,
                     loss_name: str = 'order_invariant',
                     flow_weight: float = 0.0, h_model=None, alpha: float = 0.0,
@@ -217,11 +234,8 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
                       rngs={'dropout': key, 'noise': key}, **kw)
     loss, terms = deblur_terms(out, sharp, loss_name, flow_weight)
     if use_h:
-      scores = ordering_model.forward_scores(
-          h_model, jax.lax.stop_gradient(h_params),
-          jax.lax.stop_gradient(hyperplane), out['frames'])
-      terms['r_hyp'] = losses.hyperplane_reg(scores, form=reg_form)
-      terms['pred_sign_neg'] = jnp.mean((scores < 0).astype(jnp.float32))
+      terms.update(hypercut_terms(h_model, h_params, hyperplane,
+                                  out['frames'], reg_form))
       loss = loss + alpha * terms['r_hyp']
     return loss, terms
 
