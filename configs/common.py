@@ -33,6 +33,9 @@ Config layout (what `hypercut_jax.train.loop` reads):
     loss.*                         ordering: form; generator: deblur,
                                    flow_weight
     hypercut.checkpoint/alpha/reg_form   (generator) frozen H
+    hypercut.order_targets         (generator) the deblur loss sees each
+                                   target sequence in H's order (ours;
+                                   the official code keeps the stored one)
     input.batch_size/crop/eval_batch_size/eval_crop/augment/worker_count
     total_steps | total_epochs, eval_steps | eval_epochs,
     ckpt_steps | ckpt_epochs       (one of each pair; None = at the end)
@@ -224,6 +227,7 @@ def generator_stage(model: str = 'jin2018', kwargs=None
   c.hypercut.checkpoint = config_dict.placeholder(str)
   c.hypercut.alpha = 0.2
   c.hypercut.reg_form = 'official'
+  c.hypercut.order_targets = False
   c.input = input_config(batch_size=8, crop=160, eval_batch_size=8)
   _durations(c, total_epochs=100, eval_epochs=5, ckpt_epochs=5)
   c.eval = ml_collections.ConfigDict({'lpips': True, 'num_examples': 4,

@@ -10,9 +10,10 @@ Runs (`configs/reproduce.py`, in order, each in `<workdir>/<name>` through
 order-invariant loss + alpha * R_hyp under the frozen H, then
 Animation-from-Blur's guidance predictor and its decomposer without and
 with alpha * R_hyp (when the `zhong2022` generator is registered). A
-finished run
-leaves `<workdir>/<name>/done.json`; rerunning the command skips it, and an
-interrupted run resumes from its last checkpoint. `--only=h,jin2018_oi`
+finished run leaves `<workdir>/<name>/done.json` with a sha256 of its full
+config; rerunning the command skips it while `configs/reproduce.py` gives
+the same config (and stops, naming the run directory, when it does not), and
+an interrupted run resumes from its last checkpoint. `--only=h,jin2018_oi`
 trains (and reports) a subset.
 
 Report (`--out`, default `<workdir>/report`), every number computed here
@@ -170,16 +171,7 @@ def train_runs(module, names, workdir: str, *, mode: str, dataset: str,
   for i, name in enumerate(names, 1):
     run_dir = os.path.join(workdir, name)
     marker = os.path.join(run_dir, 'done.json')
-    if os.path.exists(marker):
-      records[name] = _read_json(marker)
-      log(f'[reproduce] ({i}/{len(names)}) {name}: done earlier '
-          f'({records[name]["steps"]} steps), skipped')
-      continue
     stage, model, _, use_h = module.RUN_SPECS[name]
-    if use_h and not os.path.exists(os.path.join(h_dir, 'done.json')):
-      raise FileNotFoundError(
-          f'run {name!r} needs the finished H run in {h_dir} (train `h` '
-          'first: drop --only or add h to it)')
     # The decomposers' P_n needs the guidance predictor, when it was trained.
     use_pred = (model == 'zhong2022' and stage == 'generator'
                 and os.path.exists(os.path.join(pred_dir, 'done.json')))
@@ -188,6 +180,23 @@ def train_runs(module, names, workdir: str, *, mode: str, dataset: str,
                      h_checkpoint=h_dir if use_h else '',
                      predictor_checkpoint=pred_dir if use_pred else '')
     config = module.get_config(arg)
+    fingerprint = config_fingerprint(config)
+    if os.path.exists(marker):
+      records[name] = _read_json(marker)
+      if records[name].get('config_sha256') != fingerprint:
+        raise ValueError(
+            f'run {name!r} in {run_dir} finished with another config than '
+            f'configs/reproduce.py now gives for {arg!r} (its done.json '
+            f'records config_sha256={records[name].get("config_sha256")}, '
+            f'now {fingerprint}; config.json there is the old one): delete '
+            f'{run_dir} to retrain it, or use a new --workdir')
+      log(f'[reproduce] ({i}/{len(names)}) {name}: done earlier '
+          f'({records[name]["steps"]} steps), skipped')
+      continue
+    if use_h and not os.path.exists(os.path.join(h_dir, 'done.json')):
+      raise FileNotFoundError(
+          f'run {name!r} needs the finished H run in {h_dir} (train `h` '
+          'first: drop --only or add h to it)')
     log(f'[reproduce] ({i}/{len(names)}) {name}: training '
         f'({config.model.name}, stage {stage}) in {run_dir}')
     t0 = time.time()
@@ -198,13 +207,34 @@ def train_runs(module, names, workdir: str, *, mode: str, dataset: str,
           'same command to resume')
       return records
     record = {'name': name, 'steps': int(result.step), 'seconds': seconds,
-              'config_arg': arg, 'command': command,
+              'config_arg': arg, 'config_sha256': fingerprint,
+              'command': command,
               'metrics': {k: _finite(v) for k, v in result.metrics.items()}}
     _write_json(marker, record)
     records[name] = record
     log(f'[reproduce] ({i}/{len(names)}) {name}: finished {result.step} '
         f'steps in {seconds / 60:.1f} min')
   return records
+
+
+# Paths to sibling runs of the same workdir (filled in by `train_runs`): left
+# out of the fingerprint, so a moved or copied workdir still matches.
+_SIBLING_PATHS = (('hypercut', 'checkpoint'), ('eval', 'predictor_checkpoint'))
+
+
+def config_fingerprint(config) -> str:
+  """sha256 of a run's config (sorted JSON): what done.json vouches for.
+
+  Every field counts except the paths to the H and guidance-predictor runs
+  of the same workdir.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  tree = json.loads(config.to_json_best_effort())
+  for parent, key in _SIBLING_PATHS:
+    if isinstance(tree.get(parent), dict):
+      tree[parent].pop(key, None)
+  text = json.dumps(tree, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _add_seconds(run_dir: str, seconds: float) -> float:

@@ -116,6 +116,48 @@ def test_rewrite_doc(tmp_path):
     reproduce.rewrite_doc(str(bad), 'x')
 
 
+class _FakeConfigs:
+  """A configs module whose one run's config has a settable step count."""
+  RUN_SPECS = {'h': ('ordering', None, None, False)}
+
+  def __init__(self, steps):
+    self.steps = steps
+
+  def get_config(self, arg):
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    return ml_collections.ConfigDict({'stage': 'ordering',
+                                      'total_steps': self.steps,
+                                      'hypercut': {'checkpoint': arg}})
+
+
+def test_done_runs_are_skipped_only_with_the_same_config(tmp_path):
+  """done.json vouches for one config: the same is skipped, another stops."""
+  fake = _FakeConfigs(steps=10)
+  fingerprint = reproduce.config_fingerprint(fake.get_config(''))
+  assert fingerprint == reproduce.config_fingerprint(fake.get_config(''))
+  assert fingerprint != reproduce.config_fingerprint(
+      _FakeConfigs(steps=11).get_config(''))
+  # the sibling H run's path is not part of it (a moved workdir matches)
+  assert fingerprint == reproduce.config_fingerprint(
+      fake.get_config('/elsewhere/h'))
+  (tmp_path / 'h').mkdir()
+  marker = tmp_path / 'h' / 'done.json'
+  marker.write_text(json.dumps({'name': 'h', 'steps': 10, 'seconds': 1.0,
+                                'config_sha256': fingerprint}))
+  logs = []
+  records = reproduce.train_runs(fake, ['h'], str(tmp_path), mode='cpu',
+                                 dataset='synthetic', seed=0, log=logs.append)
+  assert records['h']['steps'] == 10 and 'skipped' in logs[0]
+  with pytest.raises(ValueError, match=r"run 'h' in .*another config"):
+    reproduce.train_runs(_FakeConfigs(steps=11), ['h'], str(tmp_path),
+                         mode='cpu', dataset='synthetic', seed=0,
+                         log=logs.append)
+  marker.write_text(json.dumps({'name': 'h', 'steps': 10, 'seconds': 1.0}))
+  with pytest.raises(ValueError, match='delete'):   # a marker without one
+    reproduce.train_runs(fake, ['h'], str(tmp_path), mode='cpu',
+                         dataset='synthetic', seed=0, log=logs.append)
+
+
 def test_pca_2d_finds_the_main_axes():
   rng = np.random.default_rng(0)
   z = rng.normal(size=(200, 2)) * np.array([10.0, 3.0])

@@ -200,6 +200,72 @@ def test_generator_step_multiscale_flow_and_frozen_h():
   assert set(state.params) == {'bias'}
 
 
+class _PerFrameBias(nn.Module):
+  """Toy generator: frame t = `middle` + a learnt bias of its own."""
+  size_multiple = 1
+
+  @nn.compact
+  def __call__(self, blur, *, train, middle=None, guidance=None):
+    del blur, train, guidance
+    bias = self.param('bias', nn.initializers.zeros, (7,))
+    return {'frames': middle[:, None] + bias[None, :, None, None, None]}
+
+
+def _h_and_sequences(size=34, batch=8):
+  h_model = ordering_lib.make_model(TINY_H)
+  h_params = h_model.init(jax.random.key(3),
+                          jnp.zeros((1, size, size, 6)))['params']
+  plane = ordering_model.init_hyperplane(jax.random.key(4), 8)
+  sharp = np.random.default_rng(1).integers(0, 256, (batch, 7, size, size, 3),
+                                            dtype=np.uint8)
+  return h_model, h_params, plane, sharp
+
+
+def test_hypercut_order_reverses_the_sequences_h_puts_on_the_positive_side():
+  h_model, h_params, plane, sharp = _h_and_sequences()
+  frames = jnp.asarray(sharp, jnp.float32) / 255
+  ordered = generator_lib.hypercut_order(h_model, h_params, plane, frames)
+  total = np.asarray(ordering_model.forward_scores(
+      h_model, h_params, plane, frames)).sum(-1)
+  flip = total > 0
+  assert 0 < flip.sum() < len(flip), total     # both cases in the batch
+  for i, f in enumerate(flip):
+    want = frames[i, ::-1] if f else frames[i]
+    np.testing.assert_array_equal(np.asarray(ordered[i]), np.asarray(want))
+  grad = jax.grad(lambda x: jnp.sum(generator_lib.hypercut_order(
+      h_model, h_params, plane, x)))(frames)
+  assert not np.any(np.asarray(grad))           # targets: stop-gradient
+
+
+def test_generator_step_order_targets_equals_training_on_h_ordered_data():
+  h_model, h_params, plane, sharp = _h_and_sequences()
+  ordered = np.asarray(generator_lib.hypercut_order(
+      h_model, h_params, plane, jnp.asarray(sharp, jnp.float32) / 255))
+  ordered = np.round(ordered * 255).astype(np.uint8)
+  assert not np.array_equal(ordered, sharp)
+  model, tx = _PerFrameBias(), optax.sgd(0.5)
+  init = generator_lib.make_init(model, tx, 34)
+  blur = np.zeros_like(sharp[:, 0])
+  results = []
+  for order, data in ((True, sharp), (False, ordered)):
+    step = jax.jit(generator_lib.make_train_step(
+        model, tx, loss_name='mse', h_model=h_model, alpha=0.0,
+        order_targets=order))
+    state, m = step(init(jax.random.key(0)), {'blur': blur, 'sharp': data},
+                    jax.random.key(1), h_params, plane)
+    results.append((np.asarray(state.params['bias']),
+                    float(m['train/deblur'])))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+  # ... and differs from training on the stored order.
+  step = jax.jit(generator_lib.make_train_step(model, tx, loss_name='mse'))
+  state, _ = step(init(jax.random.key(0)), {'blur': blur, 'sharp': sharp},
+                  jax.random.key(1))
+  assert not np.allclose(np.asarray(state.params['bias']), results[0][0])
+  with pytest.raises(ValueError, match='needs the frozen H'):
+    generator_lib.make_train_step(model, tx, order_targets=True)
+
+
 # ---------------------------------------------------------------- validate ---
 def _config(**over):
   c = dict(
@@ -263,6 +329,11 @@ def test_validate_generator_fields():
   c.model.name = name
   c.loss.deblur = 'l1'
   with pytest.raises(ValueError, match="loss.deblur='l1'; known"):
+    loop.validate(c)
+  c.loss.deblur = 'order_invariant'
+  c.hypercut.order_targets = True
+  with pytest.raises(ValueError, match='order_targets=True needs '
+                     'config.hypercut.checkpoint'):
     loop.validate(c)
 
 

@@ -212,24 +212,49 @@ def hypercut_terms(h_model, h_params, hyperplane, frames: jax.Array,
           'pred_sign_neg': jnp.mean((scores < 0).astype(jnp.float32))}
 
 
+def hypercut_order(h_model, h_params, hyperplane,
+                   frames: jax.Array) -> jax.Array:
+  """Each sequence in H's order: itself or its time reversal (stop-gradient).
+
+  frames: f32[B,7,H,W,3] in [0,1], ground truth. A sequence whose forward
+  pair scores s([x_k, x_{6-k}]) sum above 0 is reversed, so every target
+  lies on the side R_hyp drives predictions to (s < 0): the explicit order
+  HyperCUT assigns to each sequence (config `hypercut.order_targets`).
+  """
+  frames = jax.lax.stop_gradient(frames)
+  scores = ordering_model.forward_scores(
+      h_model, jax.lax.stop_gradient(h_params),
+      jax.lax.stop_gradient(hyperplane), frames)
+  flip = jnp.sum(scores, axis=-1) > 0
+  return jnp.where(flip[:, None, None, None, None], frames[:, ::-1], frames)
+
+
 def make_train_step(model, tx: optax.GradientTransformation, *,
                     loss_name: str = 'order_invariant',
                     flow_weight: float = 0.0, h_model=None, alpha: float = 0.0,
-                    reg_form: str = 'official',
+                    reg_form: str = 'official', order_targets: bool = False,
                     schedule: optax.Schedule | None = None) -> Callable:
   """train_step(state, batch, key, h_params, hyperplane) -> (state, metrics).
 
   batch: {'blur': uint8[B,H,W,3], 'sharp': uint8[B,7,H,W,3],
   'guidance'?: int[B,H,W]} sharded on B. key: the run's train key, folded
   with `state.step` for the model's rngs. h_params / hyperplane: frozen H
-  (ignored, may be None, when `h_model` is None or alpha == 0).
+  (ignored, may be None, when `h_model` is None or alpha == 0 and not
+  `order_targets`). order_targets: the deblur loss sees each ground-truth
+  sequence in H's order (`hypercut_order`) instead of its stored order.
   """
   use_h = h_model is not None and alpha != 0
+  if order_targets and h_model is None:
+    raise ValueError('order_targets=True needs the frozen H (h_model)')
 
   def loss_fn(params, blur, sharp, guidance, key, h_params, hyperplane):
     kw = {'middle': sharp[:, MIDDLE]}
     if guidance is not None:
+      if order_targets:   # a guidance map encodes the stored order
+        raise ValueError('order_targets does not reorder motion guidance')
       kw['guidance'] = guidance
+    if order_targets:
+      sharp = hypercut_order(h_model, h_params, hyperplane, sharp)
     out = model.apply({'params': params}, blur, train=True,
                       rngs={'dropout': key, 'noise': key}, **kw)
     loss, terms = deblur_terms(out, sharp, loss_name, flow_weight)

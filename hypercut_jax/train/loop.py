@@ -255,6 +255,16 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
             losses.FORMS, f'{prefix}.hypercut.reg_form')
     path = _field(cfg, 'hypercut.checkpoint', str, optional=True,
                   prefix=prefix)
+    if _field(cfg, 'hypercut.order_targets', bool, optional=True,
+              prefix=prefix):
+      if path is None and not auto_h:
+        raise ValueError(f'{prefix}.hypercut.order_targets=True needs '
+                         f'{prefix}.hypercut.checkpoint (the frozen H that '
+                         'orders the targets)')
+      if model_name == 'zhong2022':
+        raise ValueError(f'{prefix}.hypercut.order_targets=True is not '
+                         'supported for zhong2022 (its motion guidance '
+                         'encodes the stored order)')
     if path is not None and not auto_h and not os.path.isdir(path):
       raise FileNotFoundError(
           f'{prefix}.hypercut.checkpoint={path!r} does not exist (a stage-1 '
@@ -364,6 +374,9 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
                  cfg.hypercut.alpha)
   elif cfg.hypercut.alpha:
     logging.info('No config.hypercut.checkpoint: baseline without R_hyp.')
+  if h_model is not None and cfg.hypercut.get('order_targets'):
+    logging.info('hypercut.order_targets: the deblur loss sees each target '
+                 'sequence in H\'s order')
   batch_sh = sharding_lib.batch_sharding(mesh)
   predict = jax.jit(generator_lib.make_predict_fn(model),
                     out_shardings=batch_sh)
@@ -406,6 +419,7 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
       model, tx, loss_name=cfg.loss.deblur,
       flow_weight=float(cfg.loss.get('flow_weight', 0.0)), h_model=h_model,
       alpha=float(cfg.hypercut.alpha), reg_form=cfg.hypercut.reg_form,
+      order_targets=bool(cfg.hypercut.get('order_targets') or False),
       schedule=schedule)
   if h_model is not None:
     extra = (h_params, hyperplane)
