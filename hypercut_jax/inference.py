@@ -101,12 +101,12 @@ def saved_kind(config: dict) -> str | None:
   return None
 
 
-def _tuples(x):
+def json_tuples(x):
   """JSON lists -> tuples (hashable linen fields), recursively."""
   if isinstance(x, (list, tuple)):
-    return tuple(_tuples(v) for v in x)
+    return tuple(json_tuples(v) for v in x)
   if isinstance(x, dict):
-    return {k: _tuples(v) for k, v in x.items()}
+    return {k: json_tuples(v) for k, v in x.items()}
   return x
 
 
@@ -121,7 +121,7 @@ def build_model(kind: str, config: dict, precision: str | None = None):
   from hypercut_jax.train import ordering as ordering_lib
   # pylint: enable=g-import-not-at-top
   model_cfg = config.get('model') or {}
-  kwargs = _tuples(dict(model_cfg.get('kwargs') or {}))
+  kwargs = json_tuples(dict(model_cfg.get('kwargs') or {}))
   precision = precision or config.get('precision') or 'float32'
   crop = int((config.get('input') or {}).get('crop') or 64)
   tx = optax.identity()

@@ -257,26 +257,11 @@ def _test_batches(cfg, max_examples: int | None):
   # pylint: enable=g-import-not-at-top
   source = data.get_source(cfg.data, 'test')
   if max_examples:
-    source = _Prefix(source, max_examples)
+    source = pipeline.Prefix(source, max_examples)
   crop = cfg.input.get('eval_crop')
   batch_size = int(cfg.input.eval_batch_size)
   return lambda: pipeline.make_eval_batches(source, batch_size=batch_size,
                                             crop=crop)
-
-
-class _Prefix:
-  """The first `n` records of a random-access source."""
-
-  def __init__(self, source, n: int):
-    self.source, self.n = source, min(int(n), len(source))
-
-  def __len__(self):
-    return self.n
-
-  def __getitem__(self, i):
-    if not 0 <= int(i) < self.n:
-      raise IndexError(i)
-    return self.source[int(i)]
 
 
 def evaluate_h(run_dir: str, cfg, max_examples: int | None = None) -> dict:
@@ -326,15 +311,6 @@ def evaluate_h(run_dir: str, cfg, max_examples: int | None = None) -> dict:
           'loaded': h}
 
 
-def _tuples(x):
-  """JSON lists -> tuples (hashable linen fields), recursively."""
-  if isinstance(x, (list, tuple)):
-    return tuple(_tuples(v) for v in x)
-  if isinstance(x, dict):
-    return {k: _tuples(v) for k, v in x.items()}
-  return x
-
-
 def load_generator(run_dir: str):
   """(model, params) of a trained generator (no optimiser state).
 
@@ -359,7 +335,7 @@ def load_generator(run_dir: str):
     g = inference.load_generator(run_dir)
     return g.model, g.params
   model = generator_lib.make_model(
-      name, _tuples(dict(config['model'].get('kwargs') or {})),
+      name, inference.json_tuples(dict(config['model'].get('kwargs') or {})),
       config.get('precision') or 'float32')
   multiple = int(getattr(model, 'size_multiple', 1))
   crop = max(multiple, int(config['input']['crop']) // multiple * multiple)

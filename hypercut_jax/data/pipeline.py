@@ -179,6 +179,21 @@ def make_train_iterator(source, *, batch_size: int, crop, seed: int,
   return iter(it_ds)
 
 
+class Prefix:
+  """The first `n` records of a random-access source (evaluation subsets)."""
+
+  def __init__(self, source, n: int):
+    self.source, self.n = source, min(int(n), len(source))
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    if not 0 <= int(i) < self.n:
+      raise IndexError(i)
+    return self.source[int(i)]
+
+
 class _EvalRead(grain.transforms.Map):
   """Padded position -> centre-cropped example with 'mask' (picklable)."""
 

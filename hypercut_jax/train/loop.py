@@ -436,28 +436,16 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
 # =============================================================================
 # Input.
 # =============================================================================
-class _Prefix:
-  """The first `n` records of a random-access source (eval subsets)."""
-
-  def __init__(self, source, n: int):
-    self.source, self.n = source, min(int(n), len(source))
-
-  def __len__(self):
-    return self.n
-
-  def __getitem__(self, i):
-    if not 0 <= int(i) < self.n:
-      raise IndexError(i)
-    return self.source[int(i)]
-
-
 def _sources(cfg):
-  from hypercut_jax import data  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from hypercut_jax import data
+  from hypercut_jax.data import pipeline
+  # pylint: enable=g-import-not-at-top
   train = data.get_source(cfg.data, 'train')
   test = data.get_source(cfg.data, 'test')
   limit = cfg.eval.get('max_examples')
   if limit is not None:
-    test = _Prefix(test, limit)
+    test = pipeline.Prefix(test, limit)
   if len(train) < 1 or len(test) < 1:
     raise ValueError(f'config.data={cfg.data.name!r} gives {len(train)} train '
                      f'and {len(test)} test examples; need >= 1 each')
