@@ -22,7 +22,7 @@ One config per run, each a one-stage config for `hypercut_jax.train.loop`:
 Args (after ':'):
   run=<name>          one of the names above (default h)
   mode=cpu|tiny|paper cpu: the embedded synthetic data at a size a quiet
-                      2-core CPU trains in about an hour for all runs; tiny:
+                      2-core CPU trains in about 90 minutes for all runs; tiny:
                       a few steps of tiny models (tests); paper: the paper's
                       settings (`configs/common.py` stages) for real data
   dataset=synthetic|reds|baist|rb2v, data_dir=<prepared TFDS dir>,

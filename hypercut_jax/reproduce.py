@@ -843,7 +843,7 @@ def doc_block(report_out: dict, out_dir: str, doc_path: str, *, header: str
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Root of the run workdirs (<workdir>/<run>).')
 _MODE = flags.DEFINE_enum('mode', 'cpu', list(MODES),
-                          'cpu: synthetic ~1 h CPU budget; tiny: tests; '
+                          'cpu: synthetic ~1.5 h CPU budget; tiny: tests; '
                           'paper: real data, paper settings.')
 _DATASET = flags.DEFINE_enum('dataset', 'synthetic',
                              ['synthetic', 'reds', 'baist', 'rb2v'],
