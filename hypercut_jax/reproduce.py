@@ -42,6 +42,7 @@ Generators that take a middle frame (Purohit) are evaluated with the
 ground-truth middle frame, as in the HyperCUT reimplementation's protocol
 (they are trained with it too).
 """
+import hashlib
 import importlib.util
 import json
 import os
@@ -228,7 +229,6 @@ def config_fingerprint(config) -> str:
   Every field counts except the paths to the H and guidance-predictor runs
   of the same workdir.
   """
-  import hashlib  # pylint: disable=g-import-not-at-top
   tree = json.loads(config.to_json_best_effort())
   for parent, key in _SIBLING_PATHS:
     if isinstance(tree.get(parent), dict):

@@ -195,6 +195,13 @@ def deblur_terms(out: dict, sharp, loss_name: str, flow_weight: float):
   return total, terms
 
 
+def _frozen_forward_scores(h_model, h_params, hyperplane, frames):
+  """f32[B,3] forward-pair scores under H, no gradient into H or the plane."""
+  return ordering_model.forward_scores(
+      h_model, jax.lax.stop_gradient(h_params),
+      jax.lax.stop_gradient(hyperplane), frames)
+
+
 def hypercut_terms(h_model, h_params, hyperplane, frames: jax.Array,
                    reg_form: str = 'official') -> dict[str, jax.Array]:
   """R_hyp of predicted frames under a frozen H: {'r_hyp', 'pred_sign_neg'}.
@@ -205,9 +212,7 @@ def hypercut_terms(h_model, h_params, hyperplane, frames: jax.Array,
   term a stage adds as `alpha * r_hyp`); 'pred_sign_neg' = the share of
   those scores below 0 (the side R_hyp drives them to), a diagnostic.
   """
-  scores = ordering_model.forward_scores(
-      h_model, jax.lax.stop_gradient(h_params),
-      jax.lax.stop_gradient(hyperplane), frames)
+  scores = _frozen_forward_scores(h_model, h_params, hyperplane, frames)
   return {'r_hyp': losses.hyperplane_reg(scores, form=reg_form),
           'pred_sign_neg': jnp.mean((scores < 0).astype(jnp.float32))}
 
@@ -222,9 +227,7 @@ def hypercut_order(h_model, h_params, hyperplane,
   HyperCUT assigns to each sequence (config `hypercut.order_targets`).
   """
   frames = jax.lax.stop_gradient(frames)
-  scores = ordering_model.forward_scores(
-      h_model, jax.lax.stop_gradient(h_params),
-      jax.lax.stop_gradient(hyperplane), frames)
+  scores = _frozen_forward_scores(h_model, h_params, hyperplane, frames)
   flip = jnp.sum(scores, axis=-1) > 0
   return jnp.where(flip[:, None, None, None, None], frames[:, ::-1], frames)
 

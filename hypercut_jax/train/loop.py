@@ -419,7 +419,7 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
       model, tx, loss_name=cfg.loss.deblur,
       flow_weight=float(cfg.loss.get('flow_weight', 0.0)), h_model=h_model,
       alpha=float(cfg.hypercut.alpha), reg_form=cfg.hypercut.reg_form,
-      order_targets=bool(cfg.hypercut.get('order_targets') or False),
+      order_targets=bool(cfg.hypercut.get('order_targets')),
       schedule=schedule)
   if h_model is not None:
     extra = (h_params, hyperplane)
