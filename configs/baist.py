@@ -112,7 +112,8 @@ def decomposer_stage(kwargs=None) -> ml_collections.ConfigDict:
                                        'kwargs': dict(kwargs or {})})
   c.optim = common.optim_config('adam', lr=1e-4, schedule='cosine')
   c.optim.final_lr_fraction = 1e-6 / 1e-4
-  c.loss = ml_collections.ConfigDict({'deblur': 'mse', 'flow_weight': 0.0})
+  c.loss = ml_collections.ConfigDict({'deblur': 'mse', 'flow_weight': 0.0,
+                                      'space': 'official'})
   c.hypercut = ml_collections.ConfigDict()
   c.hypercut.checkpoint = config_dict.placeholder(str)
   c.hypercut.alpha = 0.0

@@ -187,6 +187,7 @@ def optim_config(name, lr, schedule='constant', decay_rate=1.0,
   if milestones_epochs is not None:
     c.milestones_epochs = tuple(milestones_epochs)
   c.final_lr_fraction = 0.0
+  c.warmup_steps = 0
   return c
 
 
@@ -213,7 +214,12 @@ GENERATOR_LOSS = {
 
 def generator_stage(model: str = 'jin2018', kwargs=None
                     ) -> ml_collections.ConfigDict:
-  """Stage 2: generator `model` + alpha * R_hyp with H frozen (alpha 0.2)."""
+  """Stage 2: generator `model` + alpha * R_hyp with H frozen (alpha 0.2).
+
+  loss.space: where the deblur loss runs, 'official' (the official
+  trainer's ImageNet-normalised frames, BGR-order statistics) | 'unit'
+  ([0,1] frames); `hypercut_jax.train.generator.loss_space`.
+  """
   check_choice('model', model, tuple(GENERATOR_OPTIM))
   c = ml_collections.ConfigDict()
   c.model = ml_collections.ConfigDict({
@@ -223,6 +229,7 @@ def generator_stage(model: str = 'jin2018', kwargs=None
   c.model.centre_checkpoint = config_dict.placeholder(str)
   c.optim = optim_config(**GENERATOR_OPTIM[model])
   c.loss = ml_collections.ConfigDict(GENERATOR_LOSS[model])
+  c.loss.space = 'official'
   c.hypercut = ml_collections.ConfigDict()
   c.hypercut.checkpoint = config_dict.placeholder(str)
   c.hypercut.alpha = 0.2
@@ -261,8 +268,14 @@ def tfds_data(name: str, data_dir: str, subset=None) -> ml_collections.ConfigDic
 
 
 def synthetic_data(seed=0, num_train=4096, num_test=128, size=(64, 64),
-                   blur_space='srgb') -> ml_collections.ConfigDict:
-  """The embedded synthetic source (hypercut_jax.data.synthetic)."""
+                   blur_space='srgb', motion_scale=1.0, max_sprites=3,
+                   sub_frames=3, scenes='split') -> ml_collections.ConfigDict:
+  """The embedded synthetic source (hypercut_jax.data.synthetic).
+
+  motion_scale multiplies every motion (1: the camera moves 4-13 px over
+  the exposure at 64 px); scenes: 'split' (test photos unseen in training)
+  or 'shared' (both splits show all photos). See `SyntheticBlur2Vid`.
+  """
   c = ml_collections.ConfigDict()
   c.name = 'synthetic'
   c.seed = seed
@@ -270,6 +283,10 @@ def synthetic_data(seed=0, num_train=4096, num_test=128, size=(64, 64),
   c.num_test = num_test
   c.size = tuple(size)
   c.blur_space = blur_space
+  c.motion_scale = float(motion_scale)
+  c.max_sprites = max_sprites
+  c.sub_frames = sub_frames
+  c.scenes = scenes
   return c
 
 

@@ -19,8 +19,9 @@ trains (and reports) a subset.
 Report (`--out`, default `<workdir>/report`), every number computed here
 from the trained checkpoints on the test split:
   tables.md          H: hit / con@2 / con@3 next to the paper's values;
-                     per-frame pPSNR of each generator (the paper's layout:
-                     frames 1..7, baseline rows vs + HyperCUT); pooled
+                     per-frame pPSNR of each generator and of "copy the
+                     blur" (the paper's layout: frames 1..7, baseline rows
+                     vs + HyperCUT); pooled
                      pPSNR / pSSIM / pLPIPS and the hit / con of the
                      predictions under H; outer-frame gains; run times
   results.json       every number above, the configs' key fields, seeds,
@@ -360,11 +361,14 @@ def _uses_middle(model) -> bool:
 
 
 def evaluate_generator(run_dir: str | None, cfg, *, h=None, lpips=True,
-                       num_examples=3, max_examples=None) -> tuple[dict, dict]:
+                       num_examples=3, max_examples=None,
+                       baseline=False) -> tuple[dict, dict]:
   """Order-aware metrics of one trained generator on the test split.
 
   run_dir None evaluates "copy the blur" (the blur as all 7 frames).
   h: the loaded H (`inference.Loaded`) for hit / con of the predictions.
+  baseline: also the evaluator's "copy the blur" metrics ('blur/ppsnr', ...)
+  on the same test examples.
   Returns (metrics, examples) as `evaluators.GeneratorEvaluator.run`.
   """
   # pylint: disable=g-import-not-at-top
@@ -406,7 +410,7 @@ def evaluate_generator(run_dir: str | None, cfg, *, h=None, lpips=True,
       return ordering_model.pair_scores(h.model, h.params, h.hyperplane, frames)
   evaluator = evaluators.GeneratorEvaluator(
       _test_batches(cfg, max_examples), predict_fn, score_fn=score_fn,
-      lpips=lpips, num_examples_to_keep=num_examples)
+      lpips=lpips, num_examples_to_keep=num_examples, baseline=baseline)
   values, examples = evaluator.run()
   return {k: float(v) for k, v in values.items()}, examples
 
@@ -566,10 +570,18 @@ def frames_table(gen: dict, names, blur_metrics=None) -> str:
 
 
 def pooled_table(gen: dict, names, blur_metrics=None) -> str:
+  """Pooled metrics of the given runs under "copy the blur".
+
+  blur_metrics: None, the baseline's metrics (one 'copy the blur' row) or a
+  list of (label, metrics), one row each (runs evaluated on different test
+  inputs).
+  """
   header = ['method', 'pPSNR (dB)', 'pSSIM', 'pLPIPS', 'pred hit (%)',
             'pred con@2 (%)', 'pred con@3 (%)']
   rows = []
-  items = ([('copy the blur', blur_metrics)] if blur_metrics is not None else [])
+  if isinstance(blur_metrics, dict):
+    blur_metrics = [('copy the blur', blur_metrics)]
+  items = list(blur_metrics or [])
   items += [(_label(n), gen[n]) for n in names]
   for label, m in items:
     rows.append([label, _f(m['ppsnr']), _f(m.get('pssim'), 4),
@@ -577,6 +589,40 @@ def pooled_table(gen: dict, names, blur_metrics=None) -> str:
                  _f(m.get('pred_con@2'), 1, 100),
                  _f(m.get('pred_con@3'), 1, 100)])
   return _table(header, rows)
+
+
+def split_baseline(metrics: dict) -> tuple[dict, dict]:
+  """GeneratorEvaluator metrics -> (the model's, "copy the blur"'s).
+
+  The baseline's are the 'blur/' keys without the prefix, plus the shared
+  'n'; empty when there are none.
+  """
+  model = {k: v for k, v in metrics.items() if not k.startswith('blur/')}
+  blur = {k[len('blur/'):]: v for k, v in metrics.items()
+          if k.startswith('blur/')}
+  if blur and 'n' in metrics:
+    blur['n'] = metrics['n']
+  return model, blur
+
+
+def copy_blur_examples(examples: dict) -> dict:
+  """Kept test examples with "copy the blur" as the prediction."""
+  pred = np.repeat(examples['blur'][:, None].astype(np.float32) / 255.0,
+                   N_FRAMES, axis=1)
+  return {**examples, 'pred': pred}
+
+
+def _same_metrics(a: dict, b: dict) -> bool:
+  """Whether two metric dicts hold the same names and values (rtol 1e-6)."""
+  return a.keys() == b.keys() and all(
+      np.isclose(a[k], b[k], rtol=1e-6, atol=0.0, equal_nan=True) for k in a)
+
+
+def _test_set_key(cfg, max_examples) -> str:
+  """What decides a generator's test examples: its data config, centre
+  crop and example cap (runs with the same key share one baseline)."""
+  return json.dumps([cfg.data.to_dict(), cfg.input.get('eval_crop'),
+                     max_examples], sort_keys=True, default=str)
 
 
 def outer_gains(gen: dict) -> dict:
@@ -719,23 +765,31 @@ def write_report(module, names, workdir: str, out_dir: str, *, mode: str,
 
   gen_names = [n for n in names
                if module.RUN_SPECS[n][0] == 'generator']
-  gen, blur_metrics = {}, None
-  if gen_names:
-    cfg0 = module.get_config(arg(gen_names[0], h_checkpoint=''))
-    log('[reproduce] report: evaluating "copy the blur"')
-    blur_metrics, examples = evaluate_generator(
-        None, cfg0, h=h, lpips=lpips, num_examples=num_examples,
-        max_examples=max_examples)
-    results['copy_blur'] = blur_metrics
-    files.extend(save_strip(out_dir, 'copy_blur', examples))
+  # "copy the blur": the evaluator's 'blur/' metrics, computed with the first
+  # run on each distinct test set (same examples, crop and masks).
+  gen, baselines, test_set = {}, {}, {}
   for name in gen_names:
     log(f'[reproduce] report: evaluating {name}')
     cfg = module.get_config(arg(name, h_checkpoint=''))
+    test_set[name] = key = _test_set_key(cfg, max_examples)
     metrics_, examples = evaluate_generator(
         os.path.join(workdir, name), cfg, h=h, lpips=lpips,
-        num_examples=num_examples, max_examples=max_examples)
-    gen[name] = metrics_
+        num_examples=num_examples, max_examples=max_examples,
+        baseline=key not in baselines)
+    gen[name], blur = split_baseline(metrics_)
+    if key not in baselines:   # test sets that score the same share a row
+      same = [m for m in baselines.values() if _same_metrics(m, blur)]
+      baselines[key] = same[0] if same else blur
+      if len(baselines) == 1:
+        files.extend(save_strip(out_dir, 'copy_blur',
+                                copy_blur_examples(examples)))
     files.extend(save_strip(out_dir, name, examples))
+  blur_of = {name: baselines[test_set[name]] for name in gen_names}
+  if gen_names:
+    results['copy_blur'] = blur_of[gen_names[0]]
+  distinct = _unique(list(baselines.values()))
+  if len(distinct) > 1:
+    results['copy_blur_by_run'] = blur_of
   results['generators'] = gen
   gains = outer_gains(gen)
   results['hypercut_gains'] = gains
@@ -744,14 +798,22 @@ def write_report(module, names, workdir: str, out_dir: str, *, mode: str,
     members = [n for n in gen_names if _variant(n)[0] == family]
     sections.append(
         f'### {FAMILY_LABELS[family]}: per-frame pPSNR (dB)\n\n'
-        + frames_table(gen, members, blur_metrics))
+        + frames_table(gen, members, blur_of[members[0]]))
   if gen_names:
+    blur_metrics = distinct[0]
+    if len(distinct) > 1:
+      blur_metrics = [
+          ('copy the blur (' + ', '.join(
+              _unique(FAMILY_LABELS[_variant(n)[0]] for n in gen_names
+                      if blur_of[n] is m)) + ' test inputs)', m)
+          for m in distinct]
     n_eval = int(next(iter(gen.values()))['n'])
     sections.append(f'### Pooled order-aware metrics ({n_eval} test examples)'
                     '\n\n' + pooled_table(gen, gen_names, blur_metrics)
                     + '\n\n"pred hit / con" = hit / con of the predicted '
                     'frames under the frozen H: how consistently a generator '
-                    'commits to one order.')
+                    'commits to one order (none for "copy the blur": its 7 '
+                    'frames are identical).')
   if gains:
     sections.append('### What + HyperCUT changes (pPSNR difference)\n\n'
                     + gains_table(gains))

@@ -197,7 +197,8 @@ def test_generator_perfect_and_reversed_perfect(gt):
 
 
 def test_generator_noisy_lower_reversal_invariant_and_masked(gt):
-  keys = {'ppsnr', 'pssim', 'plpips', 'n', *[f'ppsnr_f{t}' for t in range(7)]}
+  image_keys = {'ppsnr', 'pssim', 'plpips', *[f'ppsnr_f{t}' for t in range(7)]}
+  keys = {'n', *image_keys, *[f'blur/{k}' for k in image_keys]}
   noisy = _noisy(0.05)
   m2, _ = evaluators.GeneratorEvaluator(_batches(gt, 2), noisy, lpips=True).run()
   assert set(m2) == keys
@@ -238,6 +239,67 @@ def test_generator_pred_hit_con_under_h(gt):
   s = np.sign(np.asarray(u))
   assert m['pred_con@2'] == pytest.approx(np.mean(s[:, 0] == s[:, 1]))
   assert 0.0 <= m['pred_con@3'] <= m['pred_con@2']
+
+
+def _copy_blur(batch):
+  """The blur as all 7 frames: what the 'blur/' baseline scores."""
+  x = jnp.asarray(batch['blur']).astype(jnp.float32) / 255.0
+  return jnp.repeat(x[:, None], 7, axis=1)
+
+
+def test_generator_copy_the_blur_baseline_matches_a_copy_blur_model(gt):
+  # The 'blur/' metrics are the model metrics of a model that copies the blur,
+  # padding masked out (batches of 2 with one padding row == one batch of 3).
+  ev = evaluators.GeneratorEvaluator(_batches(gt, 2), _noisy(0.05), score_fn=_antisymmetric_score,
+                                     lpips=True)
+  m, _ = ev.run()
+  copy, _ = evaluators.GeneratorEvaluator(_batches(gt, 3), _copy_blur, lpips=True,
+                                          baseline=False).run()
+  assert not any(k.startswith('blur/') for k in copy)
+  for k in ('ppsnr', 'pssim', 'plpips', *[f'ppsnr_f{t}' for t in range(7)]):
+    assert m[f'blur/{k}'] == pytest.approx(copy[k], rel=1e-5), k
+  assert not any(k.startswith('blur/pred_') for k in m) and 'blur/n' not in m
+  assert m['pred_hit'] == 1.0   # the model's own keys are untouched
+  # The blur is far from 7 random frames; the mildly noisy model is much closer.
+  assert m['blur/ppsnr'] < m['ppsnr'] - 5.0
+  # One value per frame (random frames: no frame is special here).
+  assert len({round(m[f'blur/ppsnr_f{t}'], 6) for t in range(7)}) > 1
+
+
+def test_generator_baseline_cached_after_the_first_run(gt, monkeypatch):
+  calls = []
+  real = evaluators._copy_blur_metrics
+  monkeypatch.setattr(evaluators, '_copy_blur_metrics',
+                      lambda *a: calls.append(1) or real(*a))
+  ev = evaluators.GeneratorEvaluator(_batches(gt, 2), _noisy(0.05), lpips=False)
+  first, _ = ev.run()
+  assert len(calls) == 2   # two batches
+  second, _ = ev.run()
+  assert len(calls) == 2 and second == first
+  uncached = evaluators.GeneratorEvaluator(_batches(gt, 2), _noisy(0.05), lpips=False,
+                                           cache_baseline=False)
+  uncached.run()
+  uncached.run()
+  assert len(calls) == 6
+  # A later run over other examples cannot reuse the cache.
+  runs = iter([_batches(gt, 2), _batches(gt[:2], 2)])
+  changing = evaluators.GeneratorEvaluator(lambda: next(runs)(), _noisy(0.05), lpips=False)
+  changing.run()
+  with pytest.raises(ValueError, match='cache_baseline=False'):
+    changing.run()
+
+
+def test_generator_baseline_sharded_matches_host(gt):
+  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharp = np.concatenate([gt, gt[::-1], gt[:2]])   # 8 real rows
+  host, _ = evaluators.GeneratorEvaluator(_batches(sharp, 8), _copy_blur, lpips=False,
+                                          max_db=100.0).run()
+  sharded, _ = evaluators.GeneratorEvaluator(_batches(sharp, 8), _copy_blur, lpips=False,
+                                             max_db=100.0, data_sharding=sharding).run()
+  for k, v in host.items():
+    assert sharded[k] == pytest.approx(v, rel=1e-5), k
+  assert host['blur/ppsnr'] == pytest.approx(host['ppsnr'], rel=1e-5)
 
 
 def test_generator_bad_prediction_shape_raises(gt):

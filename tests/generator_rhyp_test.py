@@ -4,8 +4,8 @@ Stage 1: a tiny H learns to order the embedded synthetic data (40 px
 records, camera + sprite motion, direction reversed at random) with the
 trainer's own ordering step, until its hit on held-out records is well above
 that of the untrained H. Stage 2: a tiny purohit2019 generator is trained
-with the trainer's generator step (order-invariant multiscale loss + flow
-term + alpha * R_hyp) under that frozen H; `train/r_hyp` (official form,
+with the trainer's generator step (order-invariant multiscale loss on [0,1]
+frames, `space='unit'`, + flow term + alpha * R_hyp) under that frozen H; `train/r_hyp` (official form,
 mean over the batch of sum_k softplus(s([f_k, f_{6-k}]))) must fall and the
 share of predicted pairs on the chosen (negative) side must rise.
 
@@ -75,7 +75,7 @@ def test_r_hyp_decreases_under_a_trained_h():
       jax.random.key(1, impl='rbg'))
   step = jax.jit(generator_lib.make_train_step(
       model, tx, loss_name='order_invariant', flow_weight=0.02,
-      h_model=h_model, alpha=ALPHA, reg_form='official'))
+      h_model=h_model, alpha=ALPHA, reg_form='official', space='unit'))
   h_params, plane = h_state.params, h_state.hyperplane
   h_before = jax.tree.map(np.asarray, h_params)
   idx = np.arange(BATCH)

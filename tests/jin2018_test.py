@@ -57,7 +57,9 @@ def _uniform(shape, seed=0):
 
 @pytest.fixture(scope='module')
 def tiny():
-  model = jin2018.Tiny()
+  # Flax's default init throughout (start_at_blur=False): the frames differ
+  # from the blur and from each other. The blur start: start_at_blur_test.
+  model = jin2018.Tiny(start_at_blur=False)
   params = jax.jit(lambda k: model.init(k, jnp.zeros((1, 20, 20, 3)),
                                         train=False))(KEY)['params']
   return model, params

@@ -50,7 +50,9 @@ def apply(model, params, blur, middle=None):
 
 @pytest.fixture(scope='module')
 def tiny():
-  model = purohit2019.Tiny()
+  # Flax's default init throughout (start_at_blur=False): non-zero flows and
+  # a non-trivial centre. The zero-flow start: start_at_blur_test.
+  model = purohit2019.Tiny(start_at_blur=False)
   x = jnp.zeros((1, 8, 8, 3))
   params = jax.jit(lambda k: model.init(k, x, train=False, middle=x))(
       KEY)['params']

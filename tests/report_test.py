@@ -133,16 +133,89 @@ def test_markdown_table_generator_and_best_of_n():
   m.update({'ppsnr': 33.0, 'pssim': 0.91234, 'plpips': 0.05, 'pred_hit': 0.5,
             'pred_con@2': 1.0, 'pred_con@3': 0.25})
   lines = report.markdown_table(m, 'generator').splitlines()
-  assert lines[0] == '|  | ' + ' | '.join(f'frame {i}' for i in range(1, 8)) + ' |'
-  assert lines[2] == '| pPSNR (dB) | 30.00 | 31.00 | 32.00 | 33.00 | 34.00 | 35.00 | 36.00 |'
-  assert lines[-1] == '| 33.00 | 0.9123 | 0.0500 | 50.0 | 100.0 | 25.0 |'
+  assert lines[0] == '| pPSNR (dB) | ' + ' | '.join(f'frame {i}' for i in range(1, 8)) + ' |'
+  assert lines[2] == '| model | 30.00 | 31.00 | 32.00 | 33.00 | 34.00 | 35.00 | 36.00 |'
+  assert lines[3] == ''   # no baseline in the metrics: no "copy the blur" row
+  assert lines[-1] == '| model | 33.00 | 0.9123 | 0.0500 | 50.0 | 100.0 | 25.0 |'
   partial = report.markdown_table({'ppsnr': float('inf'), 'n': 3.0}, 'generator')
-  assert '| inf | - | - | - | - | - |' in partial.splitlines()
+  assert '| model | inf | - | - | - | - | - |' in partial.splitlines()
   assert partial.endswith('3 test examples.')
   bon = report.markdown_table({'p1/ppsnr': 25.0, 'p1/pssim': 0.8, 'p1/plpips': 0.2,
                                'p5/ppsnr': 27.5, 'p5/pssim': 0.85, 'p5/plpips': 0.1}, 'best_of_n')
   assert bon.splitlines()[2:] == ['| P1 | 25.00 | 0.8000 | 0.2000 |',
                                   '| P5 | 27.50 | 0.8500 | 0.1000 |']
+
+
+def _blur_metrics(prefix='eval/'):
+  m = {f'{prefix}ppsnr_f{t}': 30.0 + t for t in range(7)}
+  m.update({f'{prefix}blur/ppsnr_f{t}': 20.0 + t for t in range(7)})
+  m.update({f'{prefix}ppsnr': 33.0, f'{prefix}pssim': 0.9, f'{prefix}pred_hit': 0.5,
+            f'{prefix}blur/ppsnr': 23.0, f'{prefix}blur/pssim': 0.6,
+            f'{prefix}blur/plpips': 0.25, f'{prefix}n': 4.0})
+  return m
+
+
+def test_markdown_table_generator_copy_the_blur_rows():
+  lines = report.markdown_table(_blur_metrics(), 'generator').splitlines()
+  assert lines[2] == '| model | 30.00 | 31.00 | 32.00 | 33.00 | 34.00 | 35.00 | 36.00 |'
+  assert lines[3] == '| copy the blur | 20.00 | 21.00 | 22.00 | 23.00 | 24.00 | 25.00 | 26.00 |'
+  # Pooled: the model's row, then the baseline's (no pred hit / con for 7
+  # identical frames; the model has no pLPIPS here).
+  assert lines[-4:-2] == ['| model | 33.00 | 0.9000 | - | 50.0 | - | - |',
+                          '| copy the blur | 23.00 | 0.6000 | 0.2500 | - | - | - |']
+  assert lines[-1] == '4 test examples.'
+  # Unprefixed keys work the same; the baseline never answers the model's name.
+  assert report.markdown_table(_blur_metrics(''), 'generator') == '\n'.join(lines)
+  only_blur = report.markdown_table({'eval/blur/ppsnr': 20.0}, 'generator')
+  assert '| model | - | - | - | - | - | - |' in only_blur.splitlines()
+  # P_n and the animation table show the baseline too.
+  bon = {'eval/p1/ppsnr': 25.0, 'eval/blur/ppsnr': 23.0, 'eval/blur/pssim': 0.6}
+  assert report.markdown_table(bon, 'best_of_n').splitlines()[2:] == [
+      '| P1 | 25.00 | - | - |', '| copy the blur | 23.00 | 0.6000 | - |']
+  anim = report.markdown_table({**_blur_metrics(), 'eval/p1/ppsnr': 25.0}, 'animation')
+  assert anim.count('| copy the blur |') == 3
+
+
+def test_blur_verdict_beats_every_frame():
+  text = report.blur_verdict(_blur_metrics())
+  assert text == ('Model vs copy-the-blur (pPSNR, dB): frame 1 +10.00, frame 2 +10.00, '
+                  'frame 3 +10.00, frame 4 +10.00, frame 5 +10.00, frame 6 +10.00, '
+                  'frame 7 +10.00; pooled +10.00. The model beats the blur on 7 of 7 frames.')
+  assert report.blur_verdict(_blur_metrics('')) == text
+
+
+def test_blur_verdict_mixed_and_negative():
+  m = _blur_metrics()
+  m['eval/ppsnr_f0'] = 19.5        # frame 1: -0.50
+  m['eval/ppsnr_f6'] = 26.0        # frame 7: a tie is not a win
+  m['eval/ppsnr'] = 22.0
+  text = report.blur_verdict(m)
+  assert 'frame 1 -0.50, frame 2 +10.00' in text and 'frame 7 +0.00; pooled -1.00.' in text
+  assert text.endswith('The model does NOT beat the blur on frames 1, 7 (it beats it on 5 of 7).')
+  worse = {**{f'ppsnr_f{t}': 10.0 for t in range(7)}, 'ppsnr': 10.0,
+           **{f'blur/ppsnr_f{t}': 12.0 for t in range(7)}, 'blur/ppsnr': 12.0}
+  assert report.blur_verdict(worse).endswith(
+      'pooled -2.00. The model does NOT beat the blur on frames 1, 2, 3, 4, 5, 6, 7 '
+      '(it beats it on 0 of 7).')
+  worse['ppsnr_f3'] = float('nan')
+  assert 'frame 4 nan' in report.blur_verdict(worse)
+  one = {**worse, 'ppsnr_f3': 20.0, **{f'ppsnr_f{t}': 30.0 for t in (0, 1, 2, 4, 5)}}
+  assert report.blur_verdict(one).endswith('on frame 7 (it beats it on 6 of 7).')
+  perfect = {**_blur_metrics(), 'eval/ppsnr': float('inf')}
+  assert 'pooled +inf.' in report.blur_verdict(perfect)
+
+
+def test_blur_verdict_missing_keys():
+  # No baseline at all: nothing to say.
+  assert report.blur_verdict({}) == ''
+  assert report.blur_verdict({'eval/ppsnr': 20.0, 'eval/ppsnr_f0': 20.0}) == ''
+  # A baseline with holes: one clear error naming every missing key.
+  m = _blur_metrics()
+  del m['eval/ppsnr_f3'], m['eval/blur/ppsnr']
+  with pytest.raises(ValueError, match=r"missing or not scalar: \['ppsnr_f3', 'blur/ppsnr'\]"):
+    report.blur_verdict(m)
+  with pytest.raises(ValueError, match='blur/ppsnr_f0'):
+    report.blur_verdict({**_blur_metrics(), 'eval/blur/ppsnr_f0': 'n/a'})
 
 
 def test_markdown_table_generator_names_the_middle_frame():

@@ -194,6 +194,31 @@ def test_outer_gains_and_tables():
   assert '25.0' in pooled   # pred con@3 in percent
 
 
+def test_copy_the_blur_from_the_evaluator_metrics():
+  metrics = {'ppsnr': 25.0, 'ppsnr_f0': 24.0, 'pred_hit': 1.0, 'n': 8.0,
+             'blur/ppsnr': 21.0, 'blur/ppsnr_f0': 19.0, 'blur/pssim': 0.6}
+  model, blur = reproduce.split_baseline(metrics)
+  assert model == {'ppsnr': 25.0, 'ppsnr_f0': 24.0, 'pred_hit': 1.0, 'n': 8.0}
+  assert blur == {'ppsnr': 21.0, 'ppsnr_f0': 19.0, 'pssim': 0.6, 'n': 8.0}
+  assert reproduce.split_baseline({'ppsnr': 1.0, 'n': 2.0})[1] == {}
+  # Two test sets whose baselines score the same share one row.
+  assert reproduce._same_metrics(blur, {**blur, 'ppsnr': 21.0 + 1e-7})
+  assert not reproduce._same_metrics(blur, {**blur, 'ppsnr': 21.1})
+  assert not reproduce._same_metrics(blur, {'ppsnr': 21.0})
+  blur_u8 = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+  ex = reproduce.copy_blur_examples({'blur': blur_u8, 'pred': None, 'gt': 0})
+  assert ex['pred'].shape == (2, 7, 3, 4, 3) and ex['pred'].dtype == np.float32
+  np.testing.assert_allclose(ex['pred'][:, 6], blur_u8 / 255.0)
+  # Pooled rows: the baseline has no pred hit / con; one row per test set.
+  gen = {'jin2018_naive': {'ppsnr': 25.0, 'pssim': 0.7, 'pred_hit': 0.5}}
+  full = {**blur, 'ppsnr_f0': 19.0}
+  one = reproduce.pooled_table(gen, list(gen), full)
+  assert '| copy the blur | 21.00 | 0.6000 | - | - | - | - |' in one
+  two = reproduce.pooled_table(gen, list(gen), [('copy the blur (a)', full),
+                                                ('copy the blur (b)', full)])
+  assert '| copy the blur (a) |' in two and '| copy the blur (b) |' in two
+
+
 # -------------------------------------------------------------- end to end ---
 E2E_RUNS = ('h', 'purohit2019_naive', 'purohit2019_oi_hypercut',
             'afb_predictor', 'afb_hypercut')

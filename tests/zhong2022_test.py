@@ -110,7 +110,9 @@ def test_frames_channel_layout_round_trip():
 
 @pytest.fixture(scope='module')
 def tiny_decomposer():
-  model = Z.TinyDecomposer()
+  # The authors' sigmoid heads (start_at_blur=False); the blur start:
+  # start_at_blur_test.
+  model = Z.TinyDecomposer(start_at_blur=False)
   blur = jax.random.uniform(jax.random.key(1, impl='rbg'), (2, 32, 32, 3))
   g = jnp.zeros((2, 32, 32), jnp.int32).at[1, 8:24, 8:24].set(3)
   params = jax.jit(functools.partial(model.init, train=False))(KEY, blur, guidance=g)

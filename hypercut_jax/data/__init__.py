@@ -17,7 +17,8 @@ NAMES = ('synthetic', 'rb2v', 'reds', 'baist')
 
 # Optional SyntheticBlur2Vid arguments a data config may set (else the class
 # defaults apply).
-_SYNTHETIC_OPTIONAL = ('blur_space', 'sub_frames', 'max_sprites', 'motion_scale')
+_SYNTHETIC_OPTIONAL = ('blur_space', 'sub_frames', 'max_sprites',
+                       'motion_scale', 'scenes')
 
 
 def _field(config, name: str):
@@ -109,8 +110,9 @@ def get_source(data_config, split: str):
 
   data_config (an `ml_collections.ConfigDict` or a dict):
     synthetic: seed, num_train, num_test, size ((H, W) or int), optional
-      blur_space, sub_frames, max_sprites, motion_scale (see
-      `synthetic.SyntheticBlur2Vid`); split in {'train', 'test'}.
+      blur_space, sub_frames, max_sprites, motion_scale, scenes (see
+      `synthetic.SyntheticBlur2Vid`; bad values raise ValueError there);
+      split in {'train', 'test'}.
     rb2v / reds / baist: data_dir (where the TFDS datasets were prepared),
       optional subset (the builder config, e.g. 'street'); read with
       `hypercut_datasets.data_source`, no TensorFlow needed.
@@ -132,9 +134,13 @@ def get_source(data_config, split: str):
     num = _field(data_config, 'num_train' if split == 'train' else 'num_test')
     kwargs = {k: data_config[k] for k in _SYNTHETIC_OPTIONAL
               if k in data_config and data_config[k] is not None}
-    return _with_guidance(data_config, synthetic.SyntheticBlur2Vid(
-        split, seed=_field(data_config, 'seed'), num_records=num, size=size,
-        **kwargs))
+    seed = _field(data_config, 'seed')
+    try:
+      source = synthetic.SyntheticBlur2Vid(
+          split, seed=seed, num_records=num, size=size, **kwargs)
+    except ValueError as e:   # name the config section in the message
+      raise ValueError(f'config.data: {e}') from None
+    return _with_guidance(data_config, source)
   import hypercut_datasets  # pylint: disable=g-import-not-at-top
   return _with_guidance(data_config, hypercut_datasets.data_source(
       name, split, data_dir=_field(data_config, 'data_dir'),

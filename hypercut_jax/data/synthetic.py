@@ -1,9 +1,12 @@
 """The embedded synthetic Blur2Vid dataset: no download, deterministic.
 
-Record `i` of split `s` is a pure function of `(seed, s, i)`: all its random
-numbers come from `np.random.default_rng([seed, split_id, i])` (train = 0,
-test = 1), so the same record has the same bytes in every process and call,
-and the two splits are disjoint by construction (different random streams).
+Record `i` of split `s` is a pure function of `(seed, s, i)` and the
+source's settings (size, blur_space, sub_frames, max_sprites, motion_scale,
+scenes): all its random numbers come from
+`np.random.default_rng([seed, split_id, i])` (train = 0, test = 1), so the
+same record has the same bytes in every process and call, and the two splits
+are disjoint by construction (different random streams and, by default,
+different photos: see "Scene split").
 Per-pixel work uses only +, *, floor, sqrt and table look-ups (the few
 sines/exponentials per record go through Python's `math`), so no
 CPU-dispatched SIMD transcendental can change a byte between machines.
@@ -16,15 +19,44 @@ photograph, soft-edged) move over it on their own trajectories. With the
 exposure time `t` in [-1, 1]:
 
   camera: texture coordinate of screen pixel p (relative to the image centre)
-          = c0 + s0 * (exp(z t) R(th0 + w t + w2 t^2) p + v t + a t^2)
+          = c0 + G s0 (exp(z t) R(th0 + w t + w2 t^2) p + v t + a t^2)
   sprite: centre m0 + u t + b t^2, angle ph0 + q t
 
-(quadratic, so the motion is not linear in time). At the default
-`motion_scale=1` the camera translates by 6-20% of the image side over the
-exposure (4-13 px at 64 px), turns by up to 6 degrees and zooms by up to 10%;
-sprites travel 10-30% of the side. Sizes are relative, so a 256 px record
-shows the same scene as a 64 px one at a higher resolution (textures are
-pre-filtered into a 2x mip pyramid to avoid aliasing).
+(quadratic, so the motion is not linear in time). `motion_scale` multiplies
+every displacement, rotation and zoom; at the default `motion_scale=1` the
+camera translates by 6-20% of the image side over the exposure (4-13 px at
+64 px; frame 0 to frame 6 see 6/7 of it), turns by up to 6 degrees and zooms
+by up to 10%; sprites travel 10-30% of the side (6-19 px at 64 px) and turn
+by up to 30 degrees. So `motion_scale=m` moves the camera by about 4m-13m px
+at 64 px, and `motion_scale=0` gives 7 equal frames (the blur is the sharp
+image). Sizes are relative, so a 256 px record shows the same scene as a
+64 px one at a higher resolution (textures are pre-filtered into a 2x mip
+pyramid to avoid aliasing).
+
+Scene split. `scenes='split'` (default): train records draw the background
+and every sprite from TRAIN_TEXTURES only, test records from TEST_TEXTURES
+only, so the test split measures generalisation to photos never seen in
+training (`motorcycle_left` / `motorcycle_right`, one scene from two
+viewpoints, stay on the same side):
+
+  train (10): astronaut, coffee, motorcycle_left, motorcycle_right, retina
+              (colour); brick, camera, cell, grass, moon (grey)
+  test (5):   chelsea, ihc, rocket (colour); coins, gravel (grey)
+
+`scenes='shared'` draws both splits from all 15 photos (the old protocol,
+where train and test show the same photos; for comparison only). Left out:
+already-blurred (clock_motion), mostly black or synthetic images (hubble,
+phantom, horse, colour wheel, chessboards, logo), text/page and images under
+128 px (microaneurysms).
+
+Augmentation (from the record's generator, for every photo a record uses):
+one of the 8 flips/transposes G of the texture (about the view centre, a
+coordinate transform: free), a per-channel gain (a random tint for grey
+photos, +-10% for colour ones, sprites +-15% more), a random channel order
+for colour photos and a tone curve x -> x + k (sqrt(x) - x) (k > 0,
+brightens like gamma ~0.7) or x + |k| (x^2 - x) (k < 0, darkens like gamma
+~1.4), k in [-0.5, 0.5], applied to the sampled texture values before they
+are averaged.
 
 Frames. The exposure is cut into 7 equal intervals; each sharp frame is the
 mean of `sub_frames` renders at the centres of sub-intervals of its interval
@@ -38,11 +70,11 @@ exactly the frames a model sees:
                        averaging and bilinear sampling happen in linear light
                        as well).
 
-Ambiguity. After the trajectories are drawn, a fair bit from the record's
-generator reverses time (frames in reversed order). The blur, a symmetric
-mean, is the same either way, so the blur alone cannot tell the direction;
-the frames can (frame 0 and frame 6 differ by the whole displacement). The
-drawn bit is recorded in the id:
+Ambiguity. A fair bit, the first draw of the record's generator (so
+independent of the scene), reverses time (frames in reversed order). The
+blur, a symmetric mean, is the same either way, so the blur alone cannot
+tell the direction; the frames can (frame 0 and frame 6 differ by the whole
+displacement). The drawn bit is recorded in the id:
 
   {'blur': u8[H,W,3], 'sharp': u8[7,H,W,3] (time order),
    'id': 'synthetic/<split>/<index:07d>/<fwd|rev>'}
@@ -50,9 +82,10 @@ drawn bit is recorded in the id:
 Speed (benchmarks/data_throughput.py): about 8 / 40 / 110 ms of CPU per
 64 / 128 / 256 px record on the shared 2-core test machine (vectorised
 bilinear sampling of all sub-frame renders at once, planar layout; sprites
-only inside their per-frame screen box). Textures are loaded lazily and
-cached per process (uint8 + float32 planar, at most ~60 MB per blur space),
-never at import time.
+only inside their per-frame screen box; the augmentation adds ~5%).
+Textures are loaded lazily and cached per process (uint8 + float32 planar,
+at most ~85 MB per blur space, ~65 MB of it the train photos), never at
+import time.
 """
 import functools
 import math
@@ -61,18 +94,22 @@ import os
 import numpy as np
 
 SPLITS = {'train': 0, 'test': 1}
+SCENES = ('split', 'shared')
 BLUR_SPACES = ('srgb', 'linear')
 NUM_FRAMES = 7
 
-# Colour photographs and grey photographs (tinted at render time) that ship
-# inside the scikit-image wheel. Mostly-black, binary and synthetic images
-# (hubble, retina, horse, color wheel, chessboards, text) are left out.
-_COLOUR = ('astronaut.png', 'chelsea.png', 'coffee.png', 'ihc.png',
-           'motorcycle_left.png', 'rocket.jpg')
-_GREY = ('brick.png', 'grass.png', 'gravel.png', 'camera.png', 'coins.png',
-         'moon.png')
-TEXTURES = _COLOUR + _GREY
+# Photographs that ship inside the scikit-image wheel, split by scene (see
+# the module docstring). Grey photos are tinted at render time.
+TRAIN_TEXTURES = ('astronaut.png', 'coffee.png', 'motorcycle_left.png',
+                  'motorcycle_right.png', 'retina.jpg', 'brick.png',
+                  'camera.png', 'cell.png', 'grass.png', 'moon.png')
+TEST_TEXTURES = ('chelsea.png', 'ihc.png', 'rocket.jpg', 'coins.png',
+                 'gravel.png')
+TEXTURES = TRAIN_TEXTURES + TEST_TEXTURES
+_GREY = frozenset({'brick.png', 'camera.png', 'cell.png', 'grass.png',
+                   'moon.png', 'coins.png', 'gravel.png'})
 _MAX_LEVEL = 3
+_PRESHRINK = {'retina.jpg': 1}   # 1411 px, soft: 705 px is plenty
 
 
 def _skimage_data_dir() -> str:
@@ -80,9 +117,20 @@ def _skimage_data_dir() -> str:
   return os.path.join(os.path.dirname(skimage.__file__), 'data')
 
 
+def _half(p: np.ndarray) -> np.ndarray:
+  """u8[H,W,3] -> u8[H//2,W//2,3]: 2x2 box mean, rounded."""
+  p = p[:p.shape[0] // 2 * 2, :p.shape[1] // 2 * 2].astype(np.uint16)
+  return ((p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2] + 2)
+          // 4).astype(np.uint8)
+
+
 @functools.lru_cache(maxsize=None)
 def _texture(name: str, level: int) -> np.ndarray:
-  """u8[Ht,Wt,3]: bundled image `name` box-downsampled by 2**level."""
+  """u8[Ht,Wt,3]: bundled image `name` box-downsampled by 2**level.
+
+  Level 0 of a photo in `_PRESHRINK` is already halved that many times (a
+  large, soft photo: keeps the cache small).
+  """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   path = os.path.join(_skimage_data_dir(), name)
   if not os.path.isfile(path):
@@ -92,11 +140,10 @@ def _texture(name: str, level: int) -> np.ndarray:
   if level == 0:
     with Image.open(path) as im:
       out = np.array(im.convert('RGB'), np.uint8)
+    for _ in range(_PRESHRINK.get(name, 0)):
+      out = _half(out)
   else:
-    p = _texture(name, level - 1).astype(np.uint16)
-    p = p[:p.shape[0] // 2 * 2, :p.shape[1] // 2 * 2]
-    out = ((p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2] + 2)
-           // 4).astype(np.uint8)
+    out = _half(_texture(name, level - 1))
   out.setflags(write=False)   # shared by every record of this process
   return out
 
@@ -208,6 +255,17 @@ def _level_for(scale: float) -> tuple[int, float]:
   return level, scale / 2 ** level
 
 
+def photos(split: str, scenes: str = 'split') -> tuple[str, ...]:
+  """The photos records of `split` draw from (see the module docstring)."""
+  if scenes not in SCENES:
+    raise ValueError(f'scenes={scenes!r}; known: {SCENES}')
+  if split not in SPLITS:
+    raise ValueError(f'split={split!r}; known: {sorted(SPLITS)}')
+  if scenes == 'shared':
+    return TEXTURES
+  return TRAIN_TEXTURES if split == 'train' else TEST_TEXTURES
+
+
 def _colour_gain(rng, name: str) -> np.ndarray:
   """Per-channel gain: a random tint for grey textures, mild for colour ones."""
   if name in _GREY:
@@ -215,9 +273,24 @@ def _colour_gain(rng, name: str) -> np.ndarray:
   return rng.uniform(0.9, 1.1, size=3)
 
 
-def _draw_camera(rng, h: int, w: int, motion_scale: float) -> dict:
+def _draw_look(rng, name: str) -> dict:
+  """Random appearance of one use of photo `name` (module docstring).
+
+  d4: (transpose, sx, sy): texture offsets (dx, dy) from the view centre
+  are read at (sx dy, sy dx) if transpose else (sx dx, sy dy); perm: the
+  channel order; tone: k of the tone curve; gain: f64[3].
+  """
+  k = int(rng.integers(8))
+  perm = (0, 1, 2) if name in _GREY else tuple(
+      int(c) for c in rng.permutation(3))
+  return dict(d4=(bool(k & 4), 1 - 2 * (k & 1), 1 - (k & 2)), perm=perm,
+              tone=float(rng.uniform(-0.5, 0.5)), gain=_colour_gain(rng, name))
+
+
+def _draw_camera(rng, h: int, w: int, motion_scale: float,
+                 pool: tuple[str, ...]) -> dict:
   side = min(h, w)
-  name = TEXTURES[rng.integers(len(TEXTURES))]
+  name = pool[rng.integers(len(pool))]
   tex_h, tex_w = _texture(name, 0).shape[:2]
   # The view spans 25-70% of the texture's short side.
   frac = rng.uniform(0.25, 0.7)
@@ -232,17 +305,18 @@ def _draw_camera(rng, h: int, w: int, motion_scale: float) -> dict:
   acc = rng.uniform(-0.5, 0.5) * speed * _unit(rng)
   return dict(
       name=name, level=level, scale=s_eff, centre=np.array([cx, cy]),
-      gain=_colour_gain(rng, name), v=v, acc=acc,
+      v=v, acc=acc,
       th0=rng.uniform(-math.pi, math.pi) if name in _GREY else
       rng.uniform(-0.15, 0.15),
       w=math.radians(rng.uniform(-3, 3)) * motion_scale,
       w2=math.radians(rng.uniform(-1, 1)) * motion_scale,
-      zoom=rng.uniform(-0.05, 0.05) * motion_scale)
+      zoom=rng.uniform(-0.05, 0.05) * motion_scale, **_draw_look(rng, name))
 
 
-def _draw_sprite(rng, h: int, w: int, motion_scale: float, avoid: str) -> dict:
+def _draw_sprite(rng, h: int, w: int, motion_scale: float,
+                 pool: tuple[str, ...], avoid: str) -> dict:
   side = min(h, w)
-  others = [n for n in TEXTURES if n != avoid]
+  others = [n for n in pool if n != avoid]
   name = others[rng.integers(len(others))]
   tex_h, tex_w = _texture(name, 0).shape[:2]
   radius = rng.uniform(0.12, 0.25) * side
@@ -260,14 +334,15 @@ def _draw_sprite(rng, h: int, w: int, motion_scale: float, avoid: str) -> dict:
                      rng.uniform(span, max(th - span, span + 1))])
   speed = 0.5 * rng.uniform(0.10, 0.30) * side * motion_scale
   u = speed * _unit(rng)
+  look = _draw_look(rng, name)
+  look['gain'] = look['gain'] * rng.uniform(0.85, 1.15)
   return dict(
       name=name, level=level, scale=s_eff, origin=origin,
-      gain=_colour_gain(rng, name) * rng.uniform(0.85, 1.15),
       ab=ab, power=power,
       m0=np.array([rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h]),
       u=u, acc=rng.uniform(-0.5, 0.5) * speed * _unit(rng),
       ph0=rng.uniform(-math.pi, math.pi),
-      q=math.radians(rng.uniform(-15, 15)) * motion_scale)
+      q=math.radians(rng.uniform(-15, 15)) * motion_scale, **look)
 
 
 def _times(sub_frames: int) -> np.ndarray:
@@ -282,20 +357,48 @@ def _scalar_map(fn, x: np.ndarray) -> np.ndarray:
   return np.array([fn(float(v)) for v in x], np.float64)
 
 
+def _shade(x: np.ndarray, look: dict) -> np.ndarray:
+  """f32[3,...] texture samples -> gain * tone curve, channels reordered.
+
+  Output channel c is source channel look['perm'][c] through the tone
+  curve x + k (sqrt(x) - x) (k >= 0) or x + |k| (x^2 - x) (k < 0), times
+  gain[c]. Samples are >= 0 (bilinear weights of values in [0, 1]).
+  """
+  k = abs(look['tone'])
+  out = np.empty_like(x)
+  for c, src in enumerate(look['perm']):
+    v, o = x[src], out[c]
+    if look['tone'] >= 0:
+      np.sqrt(v, out=o)
+    else:
+      np.multiply(v, v, out=o)
+    o *= np.float32(k * look['gain'][c])
+    o += v * np.float32((1 - k) * look['gain'][c])
+  return out
+
+
 def _render_camera(cam: dict, t: np.ndarray, px, py, space: str) -> np.ndarray:
   """f32[3,N,H,W] background renders at times t: f64[N]."""
   ang = cam['th0'] + cam['w'] * t + cam['w2'] * t ** 2
   zoom = _scalar_map(math.exp, cam['zoom'] * t) * cam['scale']
-  cos = (zoom * _scalar_map(math.cos, ang)).astype(np.float32)
-  sin = (zoom * _scalar_map(math.sin, ang)).astype(np.float32)
-  off = (cam['centre'][None] + cam['scale'] * (
-      cam['v'][None] * t[:, None] + cam['acc'][None] * t[:, None] ** 2))
-  off = off.astype(np.float32)
-  c = lambda a: a[:, None, None]
-  tx = c(cos) * px - c(sin) * py + c(off[:, 0])
-  ty = c(sin) * px + c(cos) * py + c(off[:, 1])
+  cos = zoom * _scalar_map(math.cos, ang)
+  sin = zoom * _scalar_map(math.sin, ang)
+  off = cam['scale'] * (
+      cam['v'][None] * t[:, None] + cam['acc'][None] * t[:, None] ** 2)
+  # Texture offset b from the view centre, one row per axis: (d/dpx,
+  # d/dpy, constant); then G: transposed and/or mirrored rows (exact).
+  rows = [(cos, -sin, off[:, 0]), (sin, cos, off[:, 1])]
+  transpose, sx, sy = cam['d4']
+  if transpose:
+    rows = rows[::-1]
+  c = lambda a: np.asarray(a, np.float32)[:, None, None]
+  (xx, xy, x0), (yx, yy, y0) = [
+      (c(sign * r[0]), c(sign * r[1]), c(base + sign * r[2]))
+      for r, sign, base in zip(rows, (sx, sy), cam['centre'])]
+  tx = xx * px + xy * py + x0
+  ty = yx * px + yy * py + y0
   out = _bilinear(_texture_values(cam['name'], cam['level'], space), ty, tx)
-  return out * cam['gain'].astype(np.float32)[:, None, None, None]
+  return _shade(out, cam)
 
 
 def _render_sprite(sp: dict, t: np.ndarray, gx, gy, frames, space: str,
@@ -312,8 +415,8 @@ def _render_sprite(sp: dict, t: np.ndarray, gx, gy, frames, space: str,
   a, b = (float(v) for v in sp['ab'])
   reach = math.hypot(a, b) + 2          # covers the corners at any angle
   tex = _texture_values(sp['name'], sp['level'], space)
-  s = np.float32(sp['scale'])
-  gain = sp['gain'].astype(np.float32)[:, None, None, None]
+  transpose, sx, sy = sp['d4']
+  s_x, s_y = np.float32(sp['scale'] * sx), np.float32(sp['scale'] * sy)
   h, w = frames.shape[2:]
   c = lambda v: np.asarray(v, np.float32)[:, None, None]
   for idx in np.array_split(np.arange(len(t)), groups):
@@ -338,14 +441,37 @@ def _render_sprite(sp: dict, t: np.ndarray, gx, gy, frames, space: str,
       rho = np.sqrt(rho)
     # Roughly one pixel of anti-aliased edge.
     alpha = np.clip((1 - rho) * min(a, b) + 0.5, 0, 1)
-    colour = _bilinear(tex, sp['origin'][1] + s * qy, sp['origin'][0] + s * qx)
+    ax, ay = (qy, qx) if transpose else (qx, qy)   # G: flip / transpose
+    colour = _shade(_bilinear(tex, sp['origin'][1] + s_y * ay,
+                              sp['origin'][0] + s_x * ax), sp)
     region = frames[:, lo:hi, y0:y1, x0:x1]
-    frames[:, lo:hi, y0:y1, x0:x1] = region + alpha * (colour * gain - region)
+    frames[:, lo:hi, y0:y1, x0:x1] = region + alpha * (colour - region)
+
+
+def scene(seed: int, split: str, index: int, *, size=(64, 64),
+          max_sprites: int = 3, motion_scale: float = 1.0,
+          scenes: str = 'split') -> dict:
+  """What record `index` of `split` shows, drawn without rendering it.
+
+  A pure function of its arguments (the same draws `render` makes):
+  {'reverse': bool (time reversed), 'camera': dict, 'sprites': [dict]};
+  each dict has the photo 'name', its look ('d4', 'perm', 'tone', 'gain')
+  and its trajectory (module docstring).
+  """
+  h, w = size
+  pool = photos(split, scenes)
+  rng = np.random.default_rng([seed, SPLITS[split], index])
+  reverse = bool(rng.integers(2))       # drawn first: independent of the rest
+  cam = _draw_camera(rng, h, w, motion_scale, pool)
+  sprites = [_draw_sprite(rng, h, w, motion_scale, pool, cam['name'])
+             for _ in range(int(rng.integers(1, max_sprites + 1)))]
+  return {'reverse': reverse, 'camera': cam, 'sprites': sprites}
 
 
 def render(seed: int, split: str, index: int, *, size=(64, 64),
            blur_space: str = 'srgb', sub_frames: int = 3, max_sprites: int = 3,
-           motion_scale: float = 1.0, reverse: bool | None = None) -> dict:
+           motion_scale: float = 1.0, scenes: str = 'split',
+           reverse: bool | None = None) -> dict:
   """Renders record `index` of `split` (see the module docstring).
 
   reverse: None draws the direction from the record's generator (the
@@ -354,19 +480,15 @@ def render(seed: int, split: str, index: int, *, size=(64, 64),
   Returns {'blur': u8[H,W,3], 'sharp': u8[7,H,W,3], 'id': str}.
   """
   h, w = size
-  rng = np.random.default_rng([seed, SPLITS[split], index])
-  flip = bool(rng.integers(2))          # drawn first: independent of the rest
-  if reverse is not None:
-    flip = bool(reverse)
-  cam = _draw_camera(rng, h, w, motion_scale)
-  sprites = [_draw_sprite(rng, h, w, motion_scale, cam['name'])
-             for _ in range(int(rng.integers(1, max_sprites + 1)))]
+  drawn = scene(seed, split, index, size=size, max_sprites=max_sprites,
+                motion_scale=motion_scale, scenes=scenes)
+  flip = drawn['reverse'] if reverse is None else bool(reverse)
   t = _times(sub_frames)
   gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
   px = gx - np.float32((w - 1) / 2)
   py = gy - np.float32((h - 1) / 2)
-  frames = _render_camera(cam, t, px, py, blur_space)
-  for sp in sprites:
+  frames = _render_camera(drawn['camera'], t, px, py, blur_space)
+  for sp in drawn['sprites']:
     _render_sprite(sp, t, gx, gy, frames, blur_space, NUM_FRAMES)
   frames = frames.reshape(3, NUM_FRAMES, sub_frames, h, w).mean(axis=2)
   sharp = np.ascontiguousarray(encode(frames, blur_space).transpose(1, 2, 3, 0))
@@ -375,6 +497,11 @@ def render(seed: int, split: str, index: int, *, size=(64, 64),
   return {'blur': blur_from_sharp(sharp, blur_space),
           'sharp': sharp,
           'id': f'synthetic/{split}/{index:07d}/{"rev" if flip else "fwd"}'}
+
+
+def _is_int(x) -> bool:
+  """True for Python / numpy integers, False for bools and everything else."""
+  return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 class SyntheticBlur2Vid:
@@ -386,9 +513,12 @@ class SyntheticBlur2Vid:
     num_records: length of the split.
     size: (H, W) of the records, each >= 8.
     blur_space: 'srgb' (default) or 'linear' (see the module docstring).
-    sub_frames: renders averaged into each sharp frame (>= 1).
-    max_sprites: sprites per record are drawn from 1..max_sprites.
-    motion_scale: multiplies every displacement, rotation and zoom.
+    sub_frames: renders averaged into each sharp frame (int >= 1).
+    max_sprites: sprites per record are drawn from 1..max_sprites (int >= 1).
+    motion_scale: multiplies every displacement, rotation and zoom (finite
+      >= 0; 1: the camera moves 4-13 px over the exposure at 64 px).
+    scenes: 'split' (default: train and test records show disjoint photos,
+      TRAIN_TEXTURES / TEST_TEXTURES) or 'shared' (both draw from all).
 
   `source[i]` -> {'blur': u8[H,W,3], 'sharp': u8[7,H,W,3], 'id': str}.
   Picklable (for grain worker processes); holds no arrays.
@@ -396,10 +526,11 @@ class SyntheticBlur2Vid:
 
   def __init__(self, split: str, *, seed: int, num_records: int,
                size=(64, 64), blur_space: str = 'srgb', sub_frames: int = 3,
-               max_sprites: int = 3, motion_scale: float = 1.0):
+               max_sprites: int = 3, motion_scale: float = 1.0,
+               scenes: str = 'split'):
     if split not in SPLITS:
       raise ValueError(f'split={split!r}; known: {sorted(SPLITS)}')
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not _is_int(seed) or seed < 0:
       raise ValueError(f'seed={seed!r}; must be a non-negative int')
     if num_records < 0:
       raise ValueError(f'num_records={num_records}; must be >= 0')
@@ -408,12 +539,17 @@ class SyntheticBlur2Vid:
       raise ValueError(f'size={size}; must be (H, W) with H, W >= 8')
     if blur_space not in BLUR_SPACES:
       raise ValueError(f'blur_space={blur_space!r}; known: {BLUR_SPACES}')
-    if sub_frames < 1:
-      raise ValueError(f'sub_frames={sub_frames}; must be >= 1')
-    if max_sprites < 1:
-      raise ValueError(f'max_sprites={max_sprites}; must be >= 1')
-    if motion_scale < 0:
-      raise ValueError(f'motion_scale={motion_scale}; must be >= 0')
+    if not _is_int(sub_frames) or sub_frames < 1:
+      raise ValueError(f'sub_frames={sub_frames!r}; must be an int >= 1')
+    if not _is_int(max_sprites) or max_sprites < 1:
+      raise ValueError(f'max_sprites={max_sprites!r}; must be an int >= 1')
+    if (isinstance(motion_scale, bool)
+        or not isinstance(motion_scale, (int, float, np.integer, np.floating))
+        or not 0 <= motion_scale < math.inf):
+      raise ValueError(f'motion_scale={motion_scale!r}; must be a finite '
+                       'number >= 0')
+    if scenes not in SCENES:
+      raise ValueError(f'scenes={scenes!r}; known: {SCENES}')
     self.split = split
     self.seed = int(seed)
     self.num_records = int(num_records)
@@ -422,6 +558,7 @@ class SyntheticBlur2Vid:
     self.sub_frames = int(sub_frames)
     self.max_sprites = int(max_sprites)
     self.motion_scale = float(motion_scale)
+    self.scenes = scenes
 
   def __len__(self) -> int:
     return self.num_records
@@ -432,10 +569,12 @@ class SyntheticBlur2Vid:
       raise IndexError(f'record {index} out of range [0, {self.num_records})')
     return render(self.seed, self.split, index, size=self.size,
                   blur_space=self.blur_space, sub_frames=self.sub_frames,
-                  max_sprites=self.max_sprites, motion_scale=self.motion_scale)
+                  max_sprites=self.max_sprites, motion_scale=self.motion_scale,
+                  scenes=self.scenes)
 
   def __repr__(self) -> str:
     return (f'SyntheticBlur2Vid(split={self.split!r}, seed={self.seed}, '
             f'num_records={self.num_records}, size={self.size}, '
             f'blur_space={self.blur_space!r}, sub_frames={self.sub_frames}, '
-            f'max_sprites={self.max_sprites}, motion_scale={self.motion_scale})')
+            f'max_sprites={self.max_sprites}, '
+            f'motion_scale={self.motion_scale}, scenes={self.scenes!r})')

@@ -50,10 +50,21 @@ kernels OIHW -> HWIO, InstanceNorm weight -> scale):
   F35_N8.generateFrame3 / generateFrame5 -> net_a / net_b;
   F26_N9.generateFrame2_6 -> net_c; F17_N9.generateFrame1_7 -> net_d.
 
+Start at the blur (`start_at_blur=True`, the default; ours): the kernel of
+the last conv of every net (`tail_out`, bias-free) is initialised to zero, so
+at step 0 the centre net returns its input blur and every side net a zero
+residual: all 7 frames equal the blur. The first gradient step moves only
+the `tail_out` kernels (the rest of a net reaches the output through them);
+from the second step on, gradients reach every parameter. Parameter names and
+shapes do not depend on it. `start_at_blur=False` keeps Flax's default init
+for `tail_out` too.
+
 Differences from the authors: the paper trains the stages in sequence; here
 the cascade is one differentiable function (train it end to end, or freeze
-sub-trees with an optax mask). Weights use Flax default inits (the authors'
-code has an orthogonal init).
+sub-trees with an optax mask). Weights use Flax default inits where the
+authors' code has an orthogonal init, and by default `tail_out` starts at
+zero (above), so training starts from the blur rather than from a random
+output; `start_at_blur=False` keeps the random start.
 """
 import functools
 from typing import Any, ClassVar, Sequence
@@ -77,13 +88,17 @@ def side_stages(n_plain: int, dilated: Dilations = SIDE_DILATED):
 
 
 def _conv(features: int, kernel: int, dilation: int = 1, dtype=None,
-          name: str | None = None) -> nn.Conv:
-  """Bias-free stride-1 conv with torch's symmetric zero 'same' padding."""
+          name: str | None = None, zero_init: bool = False) -> nn.Conv:
+  """Bias-free stride-1 conv with torch's symmetric zero 'same' padding.
+
+  zero_init: zero kernel at init (else Flax's default kernel init).
+  """
   p = (kernel - 1) // 2 * dilation
+  init = {'kernel_init': nn.initializers.zeros} if zero_init else {}
   return nn.Conv(features, (kernel, kernel),
                  kernel_dilation=(dilation, dilation),
                  padding=((p, p), (p, p)), use_bias=False, dtype=dtype,
-                 name=name)
+                 name=name, **init)
 
 
 def _norm_relu(x, name: str, dtype=None):
@@ -180,13 +195,16 @@ class JinCentre(nn.Module):
   """Centre-frame (deblurring) network: y -> x3.
 
   Usable alone as a deblurrer (Purohit's middle-frame estimate).
-  `size_multiple` = scale (4 by default).
+  `size_multiple` = scale (4 by default). `start_at_blur`: zero-initialised
+  `tail_out` kernel, so the output is the blur at init (False: Flax's
+  default init).
   """
   features: int = 144
   stages: Sequence[Dilations] = CENTRE_STAGES
   tail_features: int = 64
   scale: int = 4
   dtype: Any = None
+  start_at_blur: bool = True
 
   size_multiple: ClassVar[int] = 4
 
@@ -205,8 +223,9 @@ class JinCentre(nn.Module):
     x = unfold_colours(layers.pixel_shuffle(x, r))
     x = _conv(self.tail_features, 3, dtype=self.dtype, name='tail_in')(x)
     x = PreActBlock(self.tail_features, dtype=self.dtype, name='tail_block')(x)
-    x = _conv(3, 3, dtype=self.dtype, name='tail_out')(
-        _norm_relu(x, 'tail_norm', self.dtype))
+    x = _conv(3, 3, dtype=self.dtype, name='tail_out',
+              zero_init=self.start_at_blur)(
+                  _norm_relu(x, 'tail_norm', self.dtype))
     return x.astype(blur.dtype) + blur
 
 
@@ -214,12 +233,15 @@ class SideNet(nn.Module):
   """Side-frame network N(y, a, r): residual of a new frame w.r.t. r.
 
   Head widths: features/2 for the blur, features/4 for each reference.
+  `start_at_blur`: zero-initialised `tail_out` kernel, so the residual is 0
+  at init (False: Flax's default init).
   """
   features: int = 128
   stages: Sequence[Dilations] = side_stages(4)
   tail_features: int = 32
   scale: int = 5
   dtype: Any = None
+  start_at_blur: bool = True
 
   @nn.compact
   def __call__(self, blur, a, r):
@@ -246,8 +268,9 @@ class SideNet(nn.Module):
     x = unfold_colours(layers.pixel_shuffle(x, s))
     x = _conv(self.tail_features, 3, dtype=self.dtype, name='tail_in')(x)
     x = FuseBlock(self.tail_features, dtype=self.dtype, name='tail_block')(x)
-    x = _conv(3, 3, dtype=self.dtype, name='tail_out')(
-        _norm_relu(x, 'tail_norm', self.dtype))
+    x = _conv(3, 3, dtype=self.dtype, name='tail_out',
+              zero_init=self.start_at_blur)(
+                  _norm_relu(x, 'tail_norm', self.dtype))
     return x.astype(blur.dtype)
 
 
@@ -257,6 +280,8 @@ class Model(nn.Module):
   Widths/depths: `centre_features`, `centre_stages`, `centre_tail`;
   `side_features`, `deep_plain` (plain blocks per plain stage of net_a/b),
   `shallow_plain` (net_c/d), `side_dilated`, `side_tail`.
+  `start_at_blur` (passed to every sub-net): all 7 frames equal the blur at
+  init (zero `tail_out` kernels); False is Flax's default init throughout.
   """
   centre_features: int = 144
   centre_stages: Sequence[Dilations] = CENTRE_STAGES
@@ -267,6 +292,7 @@ class Model(nn.Module):
   side_dilated: Dilations = SIDE_DILATED
   side_tail: int = 32
   dtype: Any = None
+  start_at_blur: bool = True
 
   size_multiple: ClassVar[int] = 20
 
@@ -282,13 +308,15 @@ class Model(nn.Module):
     _check_image(blur, 'blur', self.size_multiple)
     side = lambda n_plain, name: SideNet(
         self.side_features, side_stages(n_plain, self.side_dilated),
-        self.side_tail, dtype=self.dtype, name=name)
+        self.side_tail, dtype=self.dtype, start_at_blur=self.start_at_blur,
+        name=name)
     net_a = side(self.deep_plain, 'net_a')
     net_b = side(self.deep_plain, 'net_b')
     net_c = side(self.shallow_plain, 'net_c')
     net_d = side(self.shallow_plain, 'net_d')
     x3 = JinCentre(self.centre_features, self.centre_stages, self.centre_tail,
-                   dtype=self.dtype, name='centre')(blur)
+                   dtype=self.dtype, start_at_blur=self.start_at_blur,
+                   name='centre')(blur)
     x2 = net_a(blur, x3, x3) + x3
     x4 = net_b(blur, x2, x3) + x3
     # The shared nets run once on both sides, stacked on the batch axis

@@ -38,6 +38,17 @@ Recorded divergences from the reimplementation:
   `Upsample(scale_factor=2, mode='bilinear')`) without scaling its values by
   2, exactly as the reimplementation does (the next conv learns the scale).
 
+Start at the blur (`start_at_blur=True`, the default; ours): the kernels and
+biases of the flow output convs (`flow0`..`flow3` of `flow_decoder`) are
+initialised to zero, so every flow is 0 at step 0 and every frame is the
+middle frame; with `middle=None` the middle estimate is the Jin centre,
+which (with its own `start_at_blur`, set from this model's) returns the blur,
+so all 7 frames equal the blur. The first gradient step moves only the flow
+output convs (and, with `middle=None`, the centre's `tail_out`); from the
+second on, gradients reach the whole network. `start_at_blur=False` is
+Flax's default init everywhere, as in the HyperCUT reimplementation (torch's
+default init there). Parameter names and shapes do not depend on it.
+
 Middle-frame estimate (`middle_net`): its parameters are a sub-tree `centre`
 of this model's params, created at `init` whether or not `middle` is given,
 so the params tree never changes shape. The weights are loaded from a
@@ -52,6 +63,8 @@ From a JSON-able config (`config.model.kwargs`), the middle net is named
 rather than passed as a class: `config_kwargs` turns
 `middle='jin_centre'|'none'` and `middle_kwargs={...}` (JinCentre fields,
 e.g. `{'features': 16, 'tail_features': 8}`) into the `middle_net` field.
+The model's `start_at_blur` is passed to a middle net that has such a field
+(JinCentre) unless its partial sets it; other middle nets get nothing.
 """
 import collections.abc
 import dataclasses
@@ -78,11 +91,16 @@ def _lrelu(x):
 
 
 def _conv(features: int, kernel: int, use_bias: bool = True, dtype=None,
-          name: str | None = None) -> nn.Conv:
-  """Stride-1 conv with torch's symmetric zero 'same' padding."""
+          name: str | None = None, zero_init: bool = False) -> nn.Conv:
+  """Stride-1 conv with torch's symmetric zero 'same' padding.
+
+  zero_init: zero kernel (and bias) at init; else Flax's default inits.
+  """
   p = (kernel - 1) // 2
+  init = ({'kernel_init': nn.initializers.zeros,
+           'bias_init': nn.initializers.zeros} if zero_init else {})
   return nn.Conv(features, (kernel, kernel), padding=((p, p), (p, p)),
-                 use_bias=use_bias, dtype=dtype, name=name)
+                 use_bias=use_bias, dtype=dtype, name=name, **init)
 
 
 def upsample2x(x):
@@ -169,20 +187,24 @@ class FlowDecoder(nn.Module):
   f32[B,h*2^i,w*2^i,2] for i < len(channels). Scale 0: conv3x3 of
   concat(feats[0], h); scale i: h <- lrelu(conv5x5(upsample2x(h))) to
   channels[-1-i] ch, flow_i = conv3x3(concat(feats[i], h, upsample2x(flow_{i-1}))).
+  `start_at_blur`: the `flow{i}` convs start at zero (kernel and bias), so
+  every flow is 0 at init.
   """
   channels: Sequence[int] = FLOW_CHANNELS
   dtype: Any = None
+  start_at_blur: bool = True
 
   @nn.compact
   def __call__(self, h, feats):
     rev = tuple(self.channels)[::-1]
-    flows = [_conv(2, 3, dtype=self.dtype, name='flow0')(
-        jnp.concatenate([feats[0], h], axis=-1))]
+    flow_conv = lambda i: _conv(2, 3, dtype=self.dtype, name=f'flow{i}',
+                                zero_init=self.start_at_blur)
+    flows = [flow_conv(0)(jnp.concatenate([feats[0], h], axis=-1))]
     for i in range(1, len(rev)):
       h = _lrelu(_conv(rev[i], 5, dtype=self.dtype, name=f'up{i}')(
           upsample2x(h)))
       x = jnp.concatenate([feats[i], h, upsample2x(flows[-1])], axis=-1)
-      flows.append(_conv(2, 3, dtype=self.dtype, name=f'flow{i}')(x))
+      flows.append(flow_conv(i)(x))
     return flows
 
 
@@ -194,16 +216,19 @@ class RecurrentDecoder(nn.Module):
   scale, full resolution first (f32[B,H/2^s,W/2^s,3]). Runs `N_FRAMES` steps
   of one `nn.scan` (shared weights, fully unrolled). Returns (frames, flows):
   lists over scales, full resolution first, of f32[B,7,H/2^s,W/2^s,3] and
-  f32[B,7,H/2^s,W/2^s,2].
+  f32[B,7,H/2^s,W/2^s,2]. `start_at_blur` goes to the FlowDecoder (zero
+  flows at init).
   """
   channels: Sequence[int] = FLOW_CHANNELS
   feed_back_flow: bool = False
   dtype: Any = None
+  start_at_blur: bool = True
 
   def setup(self):
     self.flow_encoder = FlowEncoder(self.channels, self.dtype)
     self.conv_lstm = layers.ConvLSTMCell(self.channels[-1], dtype=self.dtype)
-    self.flow_decoder = FlowDecoder(self.channels, self.dtype)
+    self.flow_decoder = FlowDecoder(self.channels, self.dtype,
+                                    start_at_blur=self.start_at_blur)
 
   def step(self, carry, feats, middles):
     """One frame: carry = ((c, h), prev_flow f32[B,H,W,2]) -> (carry, out)."""
@@ -240,7 +265,9 @@ class Model(nn.Module):
   Fields: `blur_widths`, `blur_strides` (BlurEncoder), `flow_channels`
   (flow encoder/decoder widths, fine to coarse; the last is the ConvLSTM
   width and must equal blur_widths[-1]), `feed_back_flow`, `middle_net`
-  (a module class/partial mapping f32[B,H,W,3] -> f32[B,H,W,3], or None).
+  (a module class/partial mapping f32[B,H,W,3] -> f32[B,H,W,3], or None),
+  `start_at_blur` (zero flows at init, so frames = middle; also the middle
+  net's, see `middle_net_kwargs`).
   H and W must be multiples of `size_multiple` = 8 (the downsampling of both
   encoders; a custom middle_net must accept multiples of 8).
   """
@@ -250,6 +277,7 @@ class Model(nn.Module):
   feed_back_flow: bool = False
   middle_net: Callable[..., nn.Module] | None = jin2018.JinCentre
   dtype: Any = None
+  start_at_blur: bool = True
 
   size_multiple: ClassVar[int] = 8
   # Takes a `middle` frame (the trainer feeds the ground truth in training).
@@ -294,7 +322,9 @@ class Model(nn.Module):
     self._check(blur, middle)
     if self.middle_net is not None and (middle is None
                                         or self.is_initializing()):
-      estimate = self.middle_net(name='centre')(blur)
+      estimate = self.middle_net(
+          name='centre',
+          **middle_net_kwargs(self.middle_net, self.start_at_blur))(blur)
       if middle is None:
         middle = estimate
     if middle is None:
@@ -308,8 +338,28 @@ class Model(nn.Module):
     state = BlurEncoder(self.blur_widths, self.blur_strides, self.dtype,
                         name='bie')(blur, middle)
     frames, flows = RecurrentDecoder(self.flow_channels, self.feed_back_flow,
-                                     self.dtype, name='rvd')(state, middles)
+                                     self.dtype,
+                                     start_at_blur=self.start_at_blur,
+                                     name='rvd')(state, middles)
     return {'frames': frames[0], 'pyramid': frames, 'flows': flows}
+
+
+def middle_net_kwargs(middle_net, start_at_blur: bool) -> dict:
+  """Extra fields for `middle_net(...)`: {'start_at_blur': start_at_blur}.
+
+  middle_net: a module class or a (nested) `functools.partial` of one. Empty
+  when the class has no `start_at_blur` field (a custom net) or a partial
+  already sets it (an explicit choice wins).
+  """
+  fn, set_here = middle_net, set()
+  while isinstance(fn, functools.partial):
+    set_here |= set(fn.keywords)
+    fn = fn.func
+  fields = ({f.name for f in dataclasses.fields(fn)}
+            if dataclasses.is_dataclass(fn) else set())
+  if 'start_at_blur' not in fields or 'start_at_blur' in set_here:
+    return {}
+  return {'start_at_blur': start_at_blur}
 
 
 def _shape_table(tree) -> dict:
@@ -378,9 +428,9 @@ def make_middle_net(middle: str = 'jin_centre', middle_kwargs=None):
 
   middle: a key of `MIDDLE_NETS` ('jin_centre' | 'none'); middle_kwargs:
   fields of that net (JinCentre: features, stages, tail_features, scale,
-  dtype), None or {} for its defaults. Returns the class, a
-  `functools.partial` of it, or None ('none'). ValueError names unknown
-  nets or fields.
+  dtype, start_at_blur), None or {} for its defaults (start_at_blur unset:
+  the Model's). Returns the class, a `functools.partial` of it, or None
+  ('none'). ValueError names unknown nets or fields.
   """
   if middle not in MIDDLE_NETS:
     raise ValueError(f'purohit2019 middle={middle!r}; known: '

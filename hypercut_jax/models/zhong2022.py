@@ -23,8 +23,20 @@ converts by a plain transpose to (kh, kw, out, in).
     wherever the guidance is static (authors: `dynamic * s1 + static * blur`);
   * stage 2: input blur + the 21 channels of stage 1, output added to stage 1
     (`residual: true`). The authors' stage-2 head is a sigmoid too, so the
-    residual is non-negative; kept (`residual_activation='sigmoid'`),
-    'tanh' is the signed option.
+    residual is non-negative (`residual_activation='sigmoid'`); 'tanh' is
+    the signed option.
+  * start at the blur (`start_at_blur=True`, the default; ours): both heads
+    become residuals on the blur that are zero at init. Stage 1 is
+    `blur + tanh(h1)` per frame and stage 2 `s1 + tanh(h2)` (`blur +
+    tanh(h2)` with `residual=False`), the final convs (`final_conv`, kernel
+    and bias) start at zero, so `stage1 == frames_raw == frames == blur` at
+    step 0. The first gradient step moves only the two `final_conv`s, later
+    steps the whole network. `residual_activation` defaults to None: 'tanh'
+    with start_at_blur, 'sigmoid' (the authors') without; 'sigmoid' with
+    start_at_blur raises (a sigmoid residual is 0.5, not 0, at init).
+    `start_at_blur=False` is the authors' architecture (sigmoid heads; Flax
+    default inits), the setting for loading their checkpoints. Parameter
+    names and shapes do not depend on it.
   * loss (`train/bicyclegan.py:decomposer_loss`): MSE of each stage against
     the ground truth, summed (the authors sum the loss over all stages).
   * normalisation: the authors use (Sync)BatchNorm. The generator protocol
@@ -81,11 +93,16 @@ def frames_to_channels(frames):
   return frames.transpose(0, 2, 3, 1, 4).reshape(b, h, w, t * c)
 
 
-def _conv(features, k, stride=1, dtype=None, name=None):
-  """torch-style conv: zero padding (k-1)//2 on each side."""
+def _conv(features, k, stride=1, dtype=None, name=None, zero_init=False):
+  """torch-style conv: zero padding (k-1)//2 on each side.
+
+  zero_init: zero kernel and bias at init (else Flax's default inits).
+  """
   p = (k - 1) // 2
+  init = ({'kernel_init': nn.initializers.zeros,
+           'bias_init': nn.initializers.zeros} if zero_init else {})
   return nn.Conv(features, (k, k), strides=(stride, stride),
-                 padding=((p, p), (p, p)), dtype=dtype, name=name)
+                 padding=((p, p), (p, p)), dtype=dtype, name=name, **init)
 
 
 def _conv_transpose(features, dtype=None, name=None):
@@ -143,7 +160,8 @@ class DecomposerStage(nn.Module):
   """One encoder / residual bottleneck / decoder stage.
 
   x: f32[B,H,W,Cin] (H, W divisible by 2**n_down) -> f32[B,H,W,out_channels]
-  in (0,1) (sigmoid) or (-1,1) (tanh).
+  in (0,1) (sigmoid) or (-1,1) (tanh). `zero_init`: `final_conv` starts at
+  zero (kernel and bias), so a tanh stage outputs 0 at init.
   """
   features: int = 128
   max_features: int = 512
@@ -153,6 +171,7 @@ class DecomposerStage(nn.Module):
   norm: str = 'instance'
   activation: str = 'sigmoid'
   dtype: Any = None
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x):
@@ -172,7 +191,8 @@ class DecomposerStage(nn.Module):
       h = nn.relu(_norm(self.norm, self.dtype, f'up{i}_norm1')(h))
       h = _conv(out, 3, dtype=self.dtype, name=f'up{i}_conv')(h)
       h = nn.relu(_norm(self.norm, self.dtype, f'up{i}_norm2')(h))
-    h = _conv(self.out_channels, 7, dtype=self.dtype, name='final_conv')(h)
+    h = _conv(self.out_channels, 7, dtype=self.dtype, name='final_conv',
+              zero_init=self.zero_init)(h)
     h = h.astype(jnp.float32)
     if self.activation == 'sigmoid':
       return nn.sigmoid(h)
@@ -201,6 +221,11 @@ class Decomposer(nn.Module):
   default n_down = 2; read on the class it is the default's). `middle` and
   `train` are accepted for the generator protocol and unused (no dropout, no
   batch statistics).
+
+  `start_at_blur` (default True): every output equals the blur at init
+  (tanh residual heads on the blur, zero final convs); False: the authors'
+  sigmoid heads. `residual_activation`: the stage-2 residual head, None =
+  'tanh' with start_at_blur, else 'sigmoid' (`stage2_activation`).
   """
   size_multiple = _SizeMultiple()
   features: int = 128
@@ -210,8 +235,9 @@ class Decomposer(nn.Module):
   norm: str = 'instance'
   two_stage: bool = True
   residual: bool = True
-  residual_activation: str = 'sigmoid'
+  residual_activation: str | None = None
   dtype: Any = None
+  start_at_blur: bool = True
 
   @nn.compact
   def __call__(self, blur, *, train: bool, middle=None, guidance=None):
@@ -229,25 +255,55 @@ class Decomposer(nn.Module):
     if blur.shape[1] % m or blur.shape[2] % m:
       raise ValueError(f'blur H, W must be divisible by {m} (pad with '
                        f'models.predict); got {blur.shape}')
-    if self.residual_activation not in RESIDUAL_ACTIVATIONS:
-      raise ValueError(f'residual_activation={self.residual_activation!r}; '
-                       f'known: {RESIDUAL_ACTIVATIONS}')
+    act2 = stage2_activation(self.start_at_blur, self.residual,
+                             self.residual_activation)
     blur = blur.astype(jnp.float32)
+    from_blur = self.start_at_blur
     stage = functools.partial(
         DecomposerStage, features=self.features, max_features=self.max_features,
         n_down=self.n_down, n_blocks=self.n_blocks, norm=self.norm,
-        dtype=self.dtype)
+        dtype=self.dtype, zero_init=from_blur)
     trend = guidance_to_trend(guidance)
-    s1 = stage(name='stage1')(jnp.concatenate([blur, trend], axis=-1))
+    s1 = frames_from_channels(
+        stage(activation='tanh' if from_blur else 'sigmoid', name='stage1')(
+            jnp.concatenate([blur, trend], axis=-1)))
+    if from_blur:
+      s1 = blur[:, None] + s1
     static = (guidance == 0)[:, None, :, :, None]
-    s1 = jnp.where(static, blur[:, None], frames_from_channels(s1))
+    s1 = jnp.where(static, blur[:, None], s1)
     out = s1
     if self.two_stage:
       inp2 = jnp.concatenate([blur, frames_to_channels(s1)], axis=-1)
-      act = self.residual_activation if self.residual else 'sigmoid'
-      s2 = frames_from_channels(stage(activation=act, name='stage2')(inp2))
-      out = s1 + s2 if self.residual else s2
+      s2 = frames_from_channels(stage(activation=act2, name='stage2')(inp2))
+      if self.residual:
+        out = s1 + s2
+      else:
+        out = blur[:, None] + s2 if from_blur else s2
     return {'frames': jnp.clip(out, 0.0, 1.0), 'frames_raw': out, 'stage1': s1}
+
+
+def stage2_activation(start_at_blur: bool, residual: bool,
+                      residual_activation: str | None) -> str:
+  """The stage-2 head of a Decomposer with these fields.
+
+  With start_at_blur the head is a residual that must be 0 at init: 'tanh'
+  (None resolves to it; 'sigmoid' raises ValueError). Without, the authors':
+  `residual_activation` (None: 'sigmoid') for a residual stage 2, 'sigmoid'
+  for a direct one (residual=False ignores residual_activation).
+  """
+  if residual_activation not in (None, *RESIDUAL_ACTIVATIONS):
+    raise ValueError(f'residual_activation={residual_activation!r}; '
+                     f'known: {RESIDUAL_ACTIVATIONS} or None')
+  if start_at_blur:
+    if residual and residual_activation == 'sigmoid':
+      raise ValueError(
+          "residual_activation='sigmoid' (the authors' non-negative residual) "
+          'is 0.5 at init, so it cannot start at the blur: use '
+          "start_at_blur=False, or 'tanh' / None")
+    return 'tanh'
+  if not residual:
+    return 'sigmoid'
+  return residual_activation or 'sigmoid'
 
 
 TinyDecomposer = functools.partial(Decomposer, features=8, max_features=16,

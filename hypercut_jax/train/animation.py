@@ -14,7 +14,8 @@ Two pieces plug into `train/loop.py`:
 * generator stage with `model.name='zhong2022'`: the decomposer is trained
   with the batch's ground-truth guidance (as the authors do): the loss is
   `loss.deblur` (MSE) summed over both stages on the raw (unclipped) outputs,
-  plus `alpha * R_hyp` of a frozen H on the stage-2 frames ("[3] +
+  in `loss.space` (default the official trainer's ImageNet-normalised
+  space), plus `alpha * R_hyp` of a frozen H on the stage-2 frames ("[3] +
   HyperCUT"). Evaluation uses the ground-truth guidance (pPSNR / pSSIM /
   pLPIPS, hit/con under H) and, when `eval.predictor_checkpoint` names a
   'predictor' workdir, P_n: n guidance maps sampled per test image with a
@@ -52,6 +53,9 @@ and fills in `eval.predictor_checkpoint`):
     model.kwargs   Decomposer fields (features, max_features, n_down,
                    n_blocks, norm, two_stage, residual, residual_activation)
     loss.deblur    'mse' for the authors (any of losses.DEBLUR_LOSSES)
+    loss.space     'official' (default: the official HyperCUT trainer's
+                   ImageNet-normalised space) | 'unit' ([0,1] frames);
+                   `generator.loss_space`
     hypercut.*     checkpoint / alpha / reg_form as for every generator
     eval.predictor_checkpoint   a 'predictor' stage workdir (None: evaluate
                    with the ground-truth guidance only)
@@ -315,37 +319,47 @@ def load_predictor(directory: str, mesh, precision: str = 'float32'):
 # ============================================================================
 # Decomposer (generator stage, model 'zhong2022').
 # ============================================================================
-def decomposer_terms(model, out: dict, sharp, loss_name: str):
+def decomposer_terms(model, out: dict, sharp, loss_name: str,
+                     space: str = 'official'):
   """Deblur loss summed over the decomposer's stages (raw outputs).
 
-  out: the Decomposer's dict; sharp: f32[B,7,H,W,3]. Returns (loss, terms)
-  with terms 'deblur' (stage 2, on 'frames_raw', i.e. before clipping) and
-  'deblur_stage1' (two-stage models).
+  out: the Decomposer's dict; sharp: f32[B,7,H,W,3] in [0,1]. The loss
+  runs on the outputs and sharp mapped by `generator.loss_space(., space)`
+  ('official': the ImageNet-normalised BGR-statistics space of the official
+  trainer; 'unit': [0,1]). Returns (loss, terms) with terms 'deblur' (stage
+  2, on 'frames_raw', i.e. before clipping) and 'deblur_stage1' (two-stage
+  models).
   """
-  terms = {'deblur': losses.deblur_loss(loss_name, out['frames_raw'], sharp)}
+  to_space = functools.partial(generator_lib.loss_space, space=space)
+  gt = to_space(sharp)
+  terms = {'deblur': losses.deblur_loss(loss_name, to_space(out['frames_raw']),
+                                        gt)}
   total = terms['deblur']
   if getattr(model, 'two_stage', False):
-    terms['deblur_stage1'] = losses.deblur_loss(loss_name, out['stage1'], sharp)
+    terms['deblur_stage1'] = losses.deblur_loss(loss_name,
+                                                to_space(out['stage1']), gt)
     total = total + terms['deblur_stage1']
   return total, terms
 
 
 def make_decomposer_step(model, tx: optax.GradientTransformation, *,
                          loss_name: str = 'mse', h_model=None, alpha: float = 0.0,
-                         reg_form: str = 'official',
+                         reg_form: str = 'official', space: str = 'official',
                          schedule: optax.Schedule | None = None) -> Callable:
   """train_step(state, batch, key, h_params, hyperplane) -> (state, metrics).
 
   The generator stage's step signature. batch: {'blur': u8[B,H,W,3],
   'sharp': u8[B,7,H,W,3], 'guidance': int[B,H,W]}. Loss =
-  `decomposer_terms` + alpha * R_hyp(frames_raw) under the frozen H (when
-  h_model is given and alpha != 0). `key` is unused (no randomness).
+  `decomposer_terms` (in `config.loss.space` = space) + alpha *
+  R_hyp(frames_raw in [0,1]) under the frozen H (when h_model is given and
+  alpha != 0). `key` is unused (no randomness).
   """
+  generator_lib.check_loss_space(space)
   use_h = h_model is not None and alpha != 0
 
   def loss_fn(params, blur, sharp, guidance, h_params, hyperplane):
     out = model.apply({'params': params}, blur, train=True, guidance=guidance)
-    loss, terms = decomposer_terms(model, out, sharp, loss_name)
+    loss, terms = decomposer_terms(model, out, sharp, loss_name, space)
     if use_h:
       terms.update(generator_lib.hypercut_terms(
           h_model, h_params, hyperplane, out['frames_raw'], reg_form))
@@ -458,7 +472,7 @@ def decomposer_parts(cfg, tx: optax.GradientTransformation, schedule, mesh, *,
   step = make_decomposer_step(
       model, tx, loss_name=cfg.loss.deblur, h_model=h_model,
       alpha=float(cfg.hypercut.alpha), reg_form=cfg.hypercut.reg_form,
-      schedule=schedule)
+      space=cfg.loss.get('space', 'official'), schedule=schedule)
   if h_model is not None:
     repl = sharding_lib.replicated(mesh)
     extra = (h_params, hyperplane)

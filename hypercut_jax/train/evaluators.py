@@ -17,7 +17,9 @@ evaluator's jitted function: model functions always receive float frames.
   'con@3', 'n'.
 - `GeneratorEvaluator(batches_fn, predict_fn, score_fn=None, lpips=True)`:
   'ppsnr', 'ppsnr_f0'..'ppsnr_f6', 'pssim', 'plpips', 'pred_hit',
-  'pred_hit_first', 'pred_con@2', 'pred_con@3', 'n', plus a few examples.
+  'pred_hit_first', 'pred_con@2', 'pred_con@3', 'n', the same image metrics
+  of the "copy the blur" baseline under 'blur/' ('blur/ppsnr', ...), plus a
+  few examples.
 - `BestOfNEvaluator(batches_fn, sample_fn, ns=(1,3,5))`: 'p{n}/ppsnr',
   'p{n}/pssim', 'p{n}/plpips' for stochastic generators.
 - `PerExampleEvaluator(batches_fn, per_example_fn, keys)`: the mean over the
@@ -161,6 +163,23 @@ def _image_metrics(lpips_fn, score_fn, max_db, level, pred, sharp):
   return out
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _copy_blur_metrics(lpips_fn, max_db, level, blur, sharp):
+  """The "copy the blur" baseline of one batch -> dict of f32[B].
+
+  blur: uint8[B,H,W,3] (or float in [0,1]), repeated as all 7 predicted
+  frames; sharp: uint8[B,7,H,W,3]. The image metrics of `_image_metrics`
+  (no H scores: 7 identical frames have no order).
+  """
+  pred = jnp.repeat(_to_float(blur)[:, None], _N_FRAMES, axis=1)
+  return _image_metrics(lpips_fn, None, max_db, level, pred, sharp)
+
+
+def _prefixed(values, prefix):
+  """{prefix + name: value} of finalized metrics, without the count 'n'."""
+  return {f'{prefix}{k}': v for k, v in values.items() if k != 'n'}
+
+
 @jax.jit
 def _masked_sums(per_example, mask):
   return metrics.masked_sums(per_example, mask)
@@ -237,18 +256,28 @@ class GeneratorEvaluator:
       matches either way, and the tie rule keeps the reversal). Pass e.g.
       max_db=100.0 when exact matches can occur (synthetic tests).
     level: 'sequence' (official: direction chosen per sequence) | 'pair'.
-    data_sharding: as in `OrderingEvaluator` (for `sharp` and `mask`).
+    data_sharding: as in `OrderingEvaluator` (for `blur`, `sharp` and `mask`).
+    baseline: True -> also score "copy the blur" (the blur repeated as all 7
+      frames) with the same metrics, examples and masks: 'blur/ppsnr',
+      'blur/ppsnr_f0'..'blur/ppsnr_f6', 'blur/pssim', 'blur/plpips' (with
+      lpips); no 'blur/pred_*' (7 identical frames have no order) and no
+      'blur/n' (it is 'n').
+    cache_baseline: True -> the baseline (which does not depend on the
+      model) is computed on the first `run()` only and reused; batches_fn
+      must then yield the same examples on every run (a later run with
+      another example count raises). False -> computed on every run.
 
   `run(*args)` -> (metrics, examples). metrics: dict of floats 'ppsnr'
   (mean over examples of the mean over frames), 'ppsnr_f0'..'ppsnr_f6'
   (per frame of the direction kept per sequence), 'pssim', 'plpips',
-  'pred_*' and 'n'. examples: {'blur': uint8[n,H,W,3], 'pred':
-  f32[n,7,H,W,3], 'gt': uint8[n,7,H,W,3], 'id': [n]} with n <=
-  num_examples_to_keep (empty dict when 0).
+  'pred_*', 'n' and the 'blur/' baseline. examples: {'blur':
+  uint8[n,H,W,3], 'pred': f32[n,7,H,W,3], 'gt': uint8[n,7,H,W,3], 'id':
+  [n]} with n <= num_examples_to_keep (empty dict when 0).
   """
 
   def __init__(self, batches_fn, predict_fn, score_fn=None, lpips=True,
-               num_examples_to_keep=4, max_db=None, level='sequence', data_sharding=None):
+               num_examples_to_keep=4, max_db=None, level='sequence', data_sharding=None,
+               baseline=True, cache_baseline=True):
     if not callable(batches_fn) or not callable(predict_fn):
       raise ValueError('GeneratorEvaluator needs callables batches_fn and predict_fn')
     if score_fn is not None and not callable(score_fn):
@@ -265,10 +294,14 @@ class GeneratorEvaluator:
     self.max_db = None if max_db is None else float(max_db)
     self.level = level
     self.data_sharding = data_sharding
+    self.baseline = bool(baseline)
+    self.cache_baseline = bool(cache_baseline)
+    self._baseline_cache = None   # (n, {'blur/...': float}) after the first run
 
   def run(self, *args):
     lpips_fn = _lpips_fn('alexnet') if self.lpips else None
-    acc, kept = None, []
+    score_blur = self.baseline and self._baseline_cache is None
+    acc, blur_acc, kept = None, None, []
     n_kept = 0
     for batch in self.batches_fn():
       mask = _check_batch(batch, keys=('blur', 'sharp'))
@@ -279,7 +312,12 @@ class GeneratorEvaluator:
                          f"batch['sharp'], got shape {tuple(pred.shape)}")
       sharp = _put(batch['sharp'], self.data_sharding)
       per_example = _image_metrics(lpips_fn, self.score_fn, self.max_db, self.level, pred, sharp)
-      acc = _accumulate(acc, _masked_sums(per_example, _put(mask, self.data_sharding)))
+      mask_dev = _put(mask, self.data_sharding)
+      acc = _accumulate(acc, _masked_sums(per_example, mask_dev))
+      if score_blur:
+        blur = _put(batch['blur'], self.data_sharding)
+        blur_acc = _accumulate(blur_acc, _masked_sums(
+            _copy_blur_metrics(lpips_fn, self.max_db, self.level, blur, sharp), mask_dev))
       if n_kept < self.num_examples_to_keep and mask.any():
         rows = np.flatnonzero(mask)[:self.num_examples_to_keep - n_kept]
         pred_host = _host_rows(pred)
@@ -291,8 +329,24 @@ class GeneratorEvaluator:
                             else np.full(len(rows), '', dtype=object))})
         n_kept += len(rows)
     results = _finalize(acc, 'GeneratorEvaluator')
+    if self.baseline:
+      results.update(self._baseline(blur_acc, results['n']))
     examples = ({k: np.concatenate([e[k] for e in kept]) for k in kept[0]} if kept else {})
     return results, examples
+
+  def _baseline(self, blur_acc, n):
+    """The 'blur/' metrics: finalized from this run's sums, or the cached ones."""
+    if blur_acc is not None:
+      values = _prefixed(metrics.finalize(blur_acc), 'blur/')
+      if self.cache_baseline:
+        self._baseline_cache = (n, values)
+      return values
+    cached_n, values = self._baseline_cache
+    if cached_n != n:
+      raise ValueError(f'GeneratorEvaluator: this run saw {n:g} examples, the cached '
+                       f'"copy the blur" baseline {cached_n:g}; batches_fn must yield the '
+                       'same examples every run, or pass cache_baseline=False')
+    return dict(values)
 
 
 class BestOfNEvaluator:

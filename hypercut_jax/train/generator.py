@@ -3,7 +3,13 @@
 Loss = L_D + alpha * R_hyp:
   L_D    `losses.deblur_loss(name, frames, sharp)`, or for models that return
          a 'pyramid' (Purohit) `losses.multiscale_deblur_loss(name, pyramid,
-         sharp)` + `flow_weight * losses.flow_smoothness(flows)`;
+         sharp)` + `flow_weight * losses.flow_smoothness(flows)`; the
+         frames, pyramid and targets enter the deblur loss mapped into
+         `config.loss.space` (`loss_space`): 'official' (default) = the
+         ImageNet-normalised tensors the official trainer's losses see
+         (OpenCV BGR frames, `(x - mean_c) / std_c` with the RGB-order
+         statistics applied to B, G, R as is), 'unit' = the [0,1] frames.
+         The flow penalty (pixels) and R_hyp are not mapped;
   R_hyp  `losses.hyperplane_reg(forward_scores(H, frames), reg_form)` with H
          frozen: its params and hyperplane are separate, replicated, non-donated
          arguments of the step, loaded from a stage-1 checkpoint; they never
@@ -44,6 +50,8 @@ from hypercut_jax.train import state as state_lib
 
 MIDDLE = 3
 EVAL_MIDDLE = ('gt', 'estimate')
+# Where the deblur losses are computed (`loss_space`, config.loss.space).
+LOSS_SPACES = ('official', 'unit')
 # Per-generator translation of JSON-able `config.model.kwargs` into fields.
 _CONFIG_KWARGS = {'purohit2019': purohit2019.config_kwargs}
 
@@ -179,15 +187,57 @@ def load_hypercut(directory: str, mesh, precision: str = 'float32'):
   return model, state.params, state.hyperplane, step
 
 
+# --------------------------------------------------------------- loss space ---
+def check_loss_space(space: str) -> str:
+  """`space` if it is one of LOSS_SPACES, else ValueError naming the field."""
+  if space not in LOSS_SPACES:
+    raise ValueError(f'config.loss.space={space!r}; known: {list(LOSS_SPACES)}')
+  return space
+
+
+def loss_space(x, space: str = 'official'):
+  """RGB frames f32[..., 3] in [0,1] -> the space the deblur losses see.
+
+  'official': the official trainer's loss tensors. It reads frames with
+  OpenCV (BGR) and normalises channel c (B, G, R) with the RGB-order ImageNet
+  statistics as is: `(x_c - mean[c]) / std[c]`. On our RGB arrays that is
+  R: (0.406, 0.225), G: (0.456, 0.224), B: (0.485, 0.229), i.e. the
+  statistics reversed; the result keeps the RGB channel order (every deblur
+  loss treats channels alike). The constants are H's
+  (`models.ordering.IMAGENET_MEAN` / `IMAGENET_STD`, its
+  `channel_order='bgr'`). Computed in at least float32.
+  'unit': x as is.
+  Returns an array of x's shape.
+  """
+  check_loss_space(space)
+  if space == 'unit':
+    return x
+  x = jnp.asarray(x)
+  dtype = jnp.promote_types(x.dtype, jnp.float32)
+  mean = jnp.asarray(ordering_model.IMAGENET_MEAN[::-1], dtype)
+  std = jnp.asarray(ordering_model.IMAGENET_STD[::-1], dtype)
+  return (x.astype(dtype) - mean) / std
+
+
 # --------------------------------------------------------------------- step ---
-def deblur_terms(out: dict, sharp, loss_name: str, flow_weight: float):
-  """L_D of the generator outputs against sharp f32[B,7,H,W,3]."""
+def deblur_terms(out: dict, sharp, loss_name: str, flow_weight: float,
+                 space: str = 'official'):
+  """L_D of the generator outputs against sharp f32[B,7,H,W,3] in [0,1].
+
+  out: the generator's dict ('frames' f32[B,7,H,W,3] in [0,1]; optional
+  'pyramid' [f32[B,7,H_s,W_s,3]] and 'flows'). The deblur loss runs on the
+  frames / pyramid and sharp mapped by `loss_space(., space)` (per-pixel,
+  so it commutes with the pyramid's subsampling of sharp); the flow penalty
+  on the raw flows. Returns (total f32[], {'deblur'[, 'flow']}).
+  """
   terms = {}
+  to_space = lambda x: loss_space(x, space)
   if out.get('pyramid') is not None:
-    terms['deblur'] = losses.multiscale_deblur_loss(loss_name, out['pyramid'],
-                                                    sharp)
+    terms['deblur'] = losses.multiscale_deblur_loss(
+        loss_name, [to_space(p) for p in out['pyramid']], to_space(sharp))
   else:
-    terms['deblur'] = losses.deblur_loss(loss_name, out['frames'], sharp)
+    terms['deblur'] = losses.deblur_loss(loss_name, to_space(out['frames']),
+                                         to_space(sharp))
   total = terms['deblur']
   if out.get('flows') is not None and flow_weight:
     terms['flow'] = losses.flow_smoothness(out['flows'])
@@ -236,6 +286,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
                     loss_name: str = 'order_invariant',
                     flow_weight: float = 0.0, h_model=None, alpha: float = 0.0,
                     reg_form: str = 'official', order_targets: bool = False,
+                    space: str = 'official',
                     schedule: optax.Schedule | None = None) -> Callable:
   """train_step(state, batch, key, h_params, hyperplane) -> (state, metrics).
 
@@ -245,7 +296,10 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
   (ignored, may be None, when `h_model` is None or alpha == 0 and not
   `order_targets`). order_targets: the deblur loss sees each ground-truth
   sequence in H's order (`hypercut_order`) instead of its stored order.
+  space: `config.loss.space`, where the deblur loss runs (`loss_space`);
+  H (R_hyp, order_targets) always sees the [0,1] frames.
   """
+  check_loss_space(space)
   use_h = h_model is not None and alpha != 0
   if order_targets and h_model is None:
     raise ValueError('order_targets=True needs the frozen H (h_model)')
@@ -260,7 +314,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
       sharp = hypercut_order(h_model, h_params, hyperplane, sharp)
     out = model.apply({'params': params}, blur, train=True,
                       rngs={'dropout': key, 'noise': key}, **kw)
-    loss, terms = deblur_terms(out, sharp, loss_name, flow_weight)
+    loss, terms = deblur_terms(out, sharp, loss_name, flow_weight, space)
     if use_h:
       terms.update(hypercut_terms(h_model, h_params, hyperplane,
                                   out['frames'], reg_form))

@@ -209,6 +209,8 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
   _field(cfg, 'optim.lr', (int, float), positive=True, prefix=prefix)
   _choice(cfg.optim.get('schedule', 'constant'), optim_lib.SCHEDULES,
           f'{prefix}.optim.schedule')
+  _field(cfg, 'optim.warmup_steps', int, nonneg=True, optional=True,
+         prefix=prefix)
   for what, node in (('total', cfg), ('eval', cfg), ('ckpt', cfg),
                      ('decay_every', cfg.optim), ('milestones', cfg.optim)):
     try:
@@ -242,6 +244,7 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
     animation.validate_predictor(cfg, prefix)
   else:
     from hypercut_jax import models  # pylint: disable=g-import-not-at-top
+    from hypercut_jax.train import generator as generator_lib  # pylint: disable=g-import-not-at-top
     _choice(model_name, tuple(models.REGISTRY), f'{prefix}.model.name')
     multiple = int(getattr(models.REGISTRY[model_name], 'size_multiple', 1))
     if crop % multiple:
@@ -250,6 +253,8 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
     _choice(_field(cfg, 'loss.deblur', str, prefix=prefix),
             losses.DEBLUR_LOSSES, f'{prefix}.loss.deblur')
     _field(cfg, 'loss.flow_weight', (int, float), nonneg=True, prefix=prefix)
+    _choice(cfg.loss.get('space', 'official'), generator_lib.LOSS_SPACES,
+            f'{prefix}.loss.space')
     _field(cfg, 'hypercut.alpha', (int, float), nonneg=True, prefix=prefix)
     _choice(_field(cfg, 'hypercut.reg_form', str, prefix=prefix),
             losses.FORMS, f'{prefix}.hypercut.reg_form')
@@ -273,7 +278,6 @@ def _validate_stage(cfg, stage, *, prefix, devices, auto_h) -> None:
             f'{prefix}.best_metric')
     _field(cfg, 'eval.lpips', bool, prefix=prefix)
     # Middle frame: model kwargs, centre checkpoint, evaluation mode.
-    from hypercut_jax.train import generator as generator_lib  # pylint: disable=g-import-not-at-top
     try:
       model = generator_lib.make_model(
           model_name, cfg.model.get('kwargs', None), cfg.precision)
@@ -420,7 +424,7 @@ def _generator_parts(cfg, tx, schedule, mesh) -> StageParts:
       flow_weight=float(cfg.loss.get('flow_weight', 0.0)), h_model=h_model,
       alpha=float(cfg.hypercut.alpha), reg_form=cfg.hypercut.reg_form,
       order_targets=bool(cfg.hypercut.get('order_targets')),
-      schedule=schedule)
+      space=cfg.loss.get('space', 'official'), schedule=schedule)
   if h_model is not None:
     extra = (h_params, hyperplane)
     extra_sh = (jax.tree.map(lambda _: repl, h_params), repl)
@@ -719,6 +723,9 @@ def run(config, workdir: str, *, devices=None) -> dict:
 
 
 def _results_markdown(config, results) -> str:
+  """The final results.md: each stage's table; for generators, the verdict
+  line against "copy the blur" under the table (`report.blur_verdict`)."""
+  from hypercut_jax.train import report  # pylint: disable=g-import-not-at-top
   parts = [f'# Results ({config.data.name})']
   if 'ordering' in results:
     r = results['ordering']
@@ -737,4 +744,7 @@ def _results_markdown(config, results) -> str:
                              if with_h else ' (baseline)')
     parts.append(f'## Generator {name} (test split, step {r.step})\n\n'
                  f'{r.table}')
+    verdict = report.blur_verdict(r.metrics)
+    if verdict:
+      parts.append(verdict)
   return '\n\n'.join(parts)

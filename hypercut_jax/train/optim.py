@@ -25,6 +25,11 @@ Config fields read here (`config.optim`):
     multistep: lr * decay_rate ** (number of milestones <= t);
                `milestones_epochs` or `milestones_steps` (torch MultiStepLR)
     cosine:    cosine decay from lr to `lr * final_lr_fraction` over training
+  warmup_steps: int (0 = off), a linear warm-up multiplied onto any
+    schedule: update t uses lr(t) * min(1, (t + 1) / warmup_steps). A
+    generator that starts at the blur (zero-initialised heads) gets its
+    first Adam steps (each about lr * sign(g) per weight) scaled down, so
+    they do not kick it far off the blur.
 Durations follow the one vocabulary of `loop.steps_of`: `<what>_steps` or
 `<what>_epochs`, never both.
 """
@@ -95,7 +100,20 @@ def make_schedule(optim_cfg, *, steps_of: Callable[[str], int | None],
 
   steps_of(what) resolves `optim.<what>_steps | <what>_epochs` to steps (or
   None when neither is set); total_steps is the length of training.
+  `optim.warmup_steps` (> 0) multiplies the schedule by a linear ramp.
   """
+  base = _base_schedule(optim_cfg, steps_of=steps_of, total_steps=total_steps)
+  warmup = int(_get(optim_cfg, 'warmup_steps', 0))
+  if warmup < 0:
+    raise ValueError(f'config.optim.warmup_steps={warmup}; must be >= 0')
+  if not warmup:
+    return base
+  return lambda t: base(t) * jnp.minimum(1.0, (t + 1.0) / warmup)
+
+
+def _base_schedule(optim_cfg, *, steps_of: Callable[[str], int | None],
+                   total_steps: int) -> optax.Schedule:
+  """`make_schedule` without the warm-up."""
   lr = float(optim_cfg.lr)
   kind = _get(optim_cfg, 'schedule', 'constant')
   rate = float(_get(optim_cfg, 'decay_rate', 1.0))

@@ -8,7 +8,10 @@ so the same code runs unchanged on one CPU and on a pod.
   TensorBoard event files in `workdir/tb` (tensorboardX, no TensorFlow), and
   `workdir/config.json`.
 - `markdown_table(metrics, stage)`: the results table of an evaluation, next
-  to the paper's numbers for the ordering stage.
+  to the paper's numbers for the ordering stage and to the "copy the blur"
+  baseline for generators.
+- `blur_verdict(metrics)`: one line, per frame, of how far the generator's
+  pPSNR is above "copy the blur".
 - `save_examples(path_prefix, blur, pred, gt)`: `<prefix>.png` strip and
   `<prefix>.gif` animation of predicted vs ground-truth frames.
 - `ProgressBar`: tqdm with steps/s, ETA and the latest loss.
@@ -42,6 +45,12 @@ _DATASET_ALIASES = {
 }
 _STAGES = ('ordering', 'generator', 'best_of_n', 'animation', 'predictor')
 _MISSING = '-'
+_N_FRAMES = 7
+# Metric namespaces that qualify a name: 'eval/p5/ppsnr' (P_n) and
+# 'eval/blur/ppsnr' (the "copy the blur" baseline) never answer 'ppsnr'.
+_QUALIFIER = re.compile(r'(?:^|/)(?:p\d+|blur)$')
+_BLUR = 'blur/'
+_BLUR_LABEL = 'copy the blur'
 
 
 # ----------------------------------------------------------------------------
@@ -191,13 +200,13 @@ class MetricWriter:
 def _lookup(metrics, name):
   """metrics[name], else the value of the one key ending in '/name', else None.
 
-  P_n keys ('eval/p5/ppsnr') match 'p5/ppsnr' only, never 'ppsnr'.
+  P_n keys ('eval/p5/ppsnr') match 'p5/ppsnr' only, never 'ppsnr'; the
+  baseline's ('eval/blur/ppsnr') match 'blur/ppsnr' only.
   """
   if name in metrics:
     return metrics[name]
-  # A P_n metric 'eval/p5/ppsnr' answers 'p5/ppsnr', never 'ppsnr'.
   hits = [k for k in metrics if isinstance(k, str) and k.endswith('/' + name)
-          and not re.search(r'(?:^|/)p\d+$', k[:-len(name) - 1])]
+          and not _QUALIFIER.search(k[:-len(name) - 1])]
   if len(hits) > 1:
     raise ValueError(f'metric {name!r} is ambiguous: {sorted(hits)}; pass one split only')
   return metrics[hits[0]] if hits else None
@@ -243,14 +252,34 @@ def _ordering_table(metrics, dataset):
   return _table(header, rows) + note
 
 
+def _has_blur(metrics):
+  """Whether `metrics` holds any "copy the blur" baseline value ('blur/...')."""
+  return any(isinstance(k, str) and (k.startswith(_BLUR) or f'/{_BLUR}' in k) for k in metrics)
+
+
+def _rows(metrics, row_fn):
+  """[('model', row_fn('')), ('copy the blur', row_fn('blur/'))]; the second
+  only when the metrics hold the baseline. row_fn: key prefix -> list of cells."""
+  rows = [['model', *row_fn('')]]
+  if _has_blur(metrics):
+    rows.append([_BLUR_LABEL, *row_fn(_BLUR)])
+  return rows
+
+
 def _generator_table(metrics):
-  frames = _table(['', *[f'frame {i + 1}' for i in range(7)]],
-                  [['pPSNR (dB)', *[_fmt(_lookup(metrics, f'ppsnr_f{i}')) for i in range(7)]]])
-  pooled = _table(
-      ['pPSNR (dB)', 'pSSIM', 'pLPIPS', 'pred hit (%)', 'pred con@2 (%)', 'pred con@3 (%)'],
-      [[_fmt(_lookup(metrics, 'ppsnr')), _fmt(_lookup(metrics, 'pssim'), digits=4),
-        _fmt(_lookup(metrics, 'plpips'), digits=4),
-        *[_fmt(_lookup(metrics, k), 100.0, 1) for k in ('pred_hit', 'pred_con@2', 'pred_con@3')]]])
+  """Per-frame pPSNR, then pooled metrics: one row for the model and, when
+  `metrics` has 'blur/' keys, one for "copy the blur" (no pred hit/con)."""
+  frames = _table(['pPSNR (dB)', *[f'frame {i + 1}' for i in range(_N_FRAMES)]],
+                  _rows(metrics, lambda p: [_fmt(_lookup(metrics, f'{p}ppsnr_f{i}'))
+                                            for i in range(_N_FRAMES)]))
+
+  def pooled_row(p):
+    pred = [_fmt(None if p else _lookup(metrics, k), 100.0, 1)
+            for k in ('pred_hit', 'pred_con@2', 'pred_con@3')]
+    return [_fmt(_lookup(metrics, f'{p}ppsnr')), _fmt(_lookup(metrics, f'{p}pssim'), digits=4),
+            _fmt(_lookup(metrics, f'{p}plpips'), digits=4), *pred]
+  pooled = _table(['', 'pPSNR (dB)', 'pSSIM', 'pLPIPS', 'pred hit (%)', 'pred con@2 (%)',
+                   'pred con@3 (%)'], _rows(metrics, pooled_row))
   n = _lookup(metrics, 'n')
   note = '' if n is None else f'\n\n{_fmt(n, digits=0)} test examples.'
   middle_gt = _lookup(metrics, 'middle_gt')
@@ -268,9 +297,12 @@ def _best_of_n_table(metrics):
     m = re.search(r'(?:^|/)p(\d+)/(?:ppsnr|pssim|plpips)$', str(key))
     if m:
       ns.add(int(m.group(1)))
-  rows = [[f'P{n}', _fmt(_lookup(metrics, f'p{n}/ppsnr')),
-           _fmt(_lookup(metrics, f'p{n}/pssim'), digits=4),
-           _fmt(_lookup(metrics, f'p{n}/plpips'), digits=4)] for n in sorted(ns)]
+  prefixes = [(f'P{n}', f'p{n}/') for n in sorted(ns)]
+  if _has_blur(metrics):
+    prefixes.append((_BLUR_LABEL, _BLUR))
+  rows = [[label, _fmt(_lookup(metrics, f'{p}ppsnr')),
+           _fmt(_lookup(metrics, f'{p}pssim'), digits=4),
+           _fmt(_lookup(metrics, f'{p}plpips'), digits=4)] for label, p in prefixes]
   return _table(['', 'pPSNR (dB)', 'pSSIM', 'pLPIPS'], rows)
 
 
@@ -313,8 +345,11 @@ def markdown_table(metrics, stage, dataset=None):
     stage: 'ordering': hit (all pairs), hit (pair (0,6)), con@2, con@3 in
       percent with 1 decimal, and the paper's numbers below; 'generator':
       per-frame pPSNR (frames 1..7, the paper's layout), then pooled pPSNR /
-      pSSIM / pLPIPS and hit/con@2/con@3 of the predictions under H;
-      'best_of_n': one row per P_n (keys 'p{n}/ppsnr' etc.); 'animation':
+      pSSIM / pLPIPS and hit/con@2/con@3 of the predictions under H, each
+      with a "copy the blur" row under the model's when the metrics hold
+      the baseline ('blur/ppsnr' etc.; no pred hit/con: '-');
+      'best_of_n': one row per P_n (keys 'p{n}/ppsnr' etc.), and "copy the
+      blur" when there are 'blur/' keys; 'animation':
       Animation-from-Blur's decomposer: the 'generator' tables (ground-truth
       guidance), a line saying so, and the P_n rows when there are any;
       'predictor': the guidance predictor's accuracies (percent), CE and KL.
@@ -335,6 +370,62 @@ def markdown_table(metrics, stage, dataset=None):
   if stage == 'predictor':
     return _predictor_table(metrics)
   raise ValueError(f'stage={stage!r}; known: {list(_STAGES)}')
+
+
+def _signed(x):
+  """'+1.23' / '-0.40' / '+inf' / 'nan' for a dB difference."""
+  return 'nan' if math.isnan(x) else f'{x:+.2f}'
+
+
+def _frame_list(frames):
+  """[1, 7] -> 'frames 1, 7'; [3] -> 'frame 3'."""
+  return ('frame ' if len(frames) == 1 else 'frames ') + ', '.join(map(str, frames))
+
+
+def blur_verdict(metrics):
+  """One line: by how many dB the generator's pPSNR beats "copy the blur".
+
+  Args:
+    metrics: flat dict of scalars with the model's 'ppsnr', 'ppsnr_f0' ..
+      'ppsnr_f6' and the baseline's 'blur/ppsnr', 'blur/ppsnr_f0' ..
+      'blur/ppsnr_f6' (`GeneratorEvaluator`); keys may carry a split prefix
+      ('eval/ppsnr', 'eval/blur/ppsnr').
+  Returns:
+    '' when `metrics` holds no 'blur/' key at all (an evaluation without the
+    baseline: nothing to compare), else e.g. 'Model vs copy-the-blur (pPSNR,
+    dB): frame 1 +1.23, ..., frame 7 +1.10; pooled +1.05. The model beats
+    the blur on 7 of 7 frames.' or '... The model does NOT beat the blur on
+    frames 1, 7 (it beats it on 5 of 7).' Frames are numbered 1..7 (the
+    paper's layout); a frame counts as beaten when the difference is > 0
+    (a tie or NaN is not).
+  Raises:
+    ValueError: the baseline is there but a needed key (the model's or the
+      baseline's, per frame or pooled) is missing or not a scalar.
+  """
+  if not _has_blur(metrics):
+    return ''
+  names = [f'ppsnr_f{i}' for i in range(_N_FRAMES)] + ['ppsnr']
+  values, missing = {}, []
+  for name in names:
+    for key in (name, _BLUR + name):
+      scalar = _lookup(metrics, key)
+      scalar = None if scalar is None else _as_scalar(scalar)
+      if scalar is None:
+        missing.append(key)
+      else:
+        values[key] = float(scalar)
+  if missing:
+    raise ValueError(f'blur_verdict needs the model\'s and the "copy the blur" pPSNR; '
+                     f'missing or not scalar: {missing}')
+  diffs = [values[n] - values[_BLUR + n] for n in names]
+  per_frame = ', '.join(f'frame {i + 1} {_signed(d)}' for i, d in enumerate(diffs[:-1]))
+  line = f'Model vs copy-the-blur (pPSNR, dB): {per_frame}; pooled {_signed(diffs[-1])}.'
+  lost = [i + 1 for i, d in enumerate(diffs[:-1]) if not d > 0]
+  won = _N_FRAMES - len(lost)
+  if not lost:
+    return line + f' The model beats the blur on {won} of {_N_FRAMES} frames.'
+  return (line + f' The model does NOT beat the blur on {_frame_list(lost)} '
+          f'(it beats it on {won} of {_N_FRAMES}).')
 
 
 def format_metrics(metrics, digits=4):
