@@ -438,20 +438,36 @@ def forward_scores(h_net, frames):
   return s.view(b, len(PAIRS))
 
 
+# The official loss space on RGB frames: OpenCV BGR statistics applied as is,
+# i.e. the ImageNet RGB-order statistics reversed (R, G, B).
+_LOSS_MEAN = (0.406, 0.456, 0.485)
+_LOSS_STD = (0.225, 0.224, 0.229)
+
+
+def official_space(x):
+  """f32[..., 3, H, W] RGB in [0,1] -> the official trainer's loss tensors."""
+  mean = torch.tensor(_LOSS_MEAN, dtype=x.dtype).view(3, 1, 1)
+  std = torch.tensor(_LOSS_STD, dtype=x.dtype).view(3, 1, 1)
+  return (x - mean) / std
+
+
 def generator_loss(out, sharp, h_net=None, alpha=0.0, flow_weight=0.0):
-  """The stage-2 loss of `train.generator.make_train_step` (official forms).
+  """The stage-2 loss of `train.generator.make_train_step` (official forms,
+  deblurring loss in the official normalised space, `loss.space='official'`).
 
   out: the model's dict; sharp: f32[B,7,3,H,W] in [0,1]. Returns f32[].
   """
+  sharp = official_space(sharp)
   if out.get('pyramid') is not None:
     gt, total = sharp, 0.0
     for s, pred in enumerate(out['pyramid']):
+      pred = official_space(pred)
       if s:
         gt = gt[..., ::2, ::2]
       total = total + oi_bracket(pred, gt)
     loss = total / len(out['pyramid'])
   else:
-    loss = oi_bracket(out['frames'], sharp) / sharp.shape[1]
+    loss = oi_bracket(official_space(out['frames']), sharp) / sharp.shape[1]
   if out.get('flows') is not None and flow_weight:
     smooth = sum(f.abs().mean() for f in out['flows']) / len(out['flows'])
     loss = loss + flow_weight * smooth

@@ -1,6 +1,6 @@
 """Eager PyTorch reference of the ordering network H and its stage-1 loss.
 
-Written from the description in DESIGN.md section 3 (official `ResnetIm2Vec`)
+Written from the description of the official `ResnetIm2Vec`
 so that (a) benchmarks compare our jitted step with the same network and loss
 in eager PyTorch, and (b) the checkpoint-converter tests have a module whose
 `state_dict` carries the official key names:

@@ -33,7 +33,7 @@ ignore it.
 Settings: H and jin2018/purohit2019 as configs/rb2v.py (official H settings;
 generators with alpha=0.2 and each paper's optimiser). Animation-from-Blur
 follows the authors' `mbd_2s_residual.yaml` (decomposer) and
-`cvaegan_gumble_celoss_z4.yaml` (predictor) (DESIGN.md section 3):
+`cvaegan_gumble_celoss_z4.yaml` (predictor):
   decomposer: two stages, 128 -> 256/512, 12 residual blocks, sigmoid
     outputs, stage 2 residual; MSE summed over both stages; 400 epochs,
     batch 2 (the authors' per-process `train_batch_size`; their GPU count is

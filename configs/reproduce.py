@@ -64,7 +64,7 @@ def _baist():
   return module
 
 # name -> (stage, generator model, deblur loss, uses H). Naive = the
-# official Charbonnier loss (DESIGN.md section 2).
+# official Charbonnier loss (docs/divergences.md).
 RUN_SPECS = {
     'h': ('ordering', None, None, False),
     'jin2018_naive': ('generator', 'jin2018', 'charbonnier', False),

@@ -1,6 +1,6 @@
 """Every loss of HyperCUT (CVPR 2023) and its generator baselines, in pure jnp.
 
-Conventions (DESIGN.md section 2; divergences in docs/divergences.md):
+Conventions (divergences in docs/divergences.md):
 - Frames: `f32[..., T, H, W, C]`, frame axis right before the spatial axes,
   any number of leading (batch) axes; T = 7 in the paper.
 - Pairs: `(k, T-1-k)` for `k < T // 2`; with odd T the middle frame is

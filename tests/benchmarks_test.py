@@ -351,6 +351,7 @@ def _random_params(model, side, seed=0):
 def test_torch_generator_same_params_and_first_loss(torch_gen, name):
   torch, tg, tr = torch_gen
   from hypercut_jax import losses  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.train import generator as generator_lib  # pylint: disable=g-import-not-at-top
   module = {'jin2018': jin2018, 'purohit2019': purohit2019}[name]
   model = module.Tiny()
   side = 40
@@ -374,12 +375,9 @@ def test_torch_generator_same_params_and_first_loss(torch_gen, name):
   def jax_loss():
     out = model.apply({'params': params}, blur, train=True,
                       middle=sharp[:, 3])
-    if 'pyramid' in out:
-      loss = (losses.multiscale_deblur_loss('order_invariant', out['pyramid'],
-                                            sharp)
-              + flow_weight * losses.flow_smoothness(out['flows']))
-    else:
-      loss = losses.order_invariant_loss(out['frames'], sharp)
+    # The trainer's own deblurring terms (official loss space).
+    loss, _ = generator_lib.deblur_terms(out, sharp, 'order_invariant',
+                                         flow_weight, 'official')
     scores = ordering.forward_scores(h_model, h_params, plane, out['frames'])
     return loss + 0.2 * losses.hyperplane_reg(scores), out['frames']
 
