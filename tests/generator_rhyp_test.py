@@ -9,7 +9,8 @@ frames, `space='unit'`, + flow term + alpha * R_hyp) under that frozen H; `train
 mean over the batch of sum_k softplus(s([f_k, f_{6-k}]))) must fall and the
 share of predicted pairs on the chosen (negative) side must rise.
 
-Everything is seeded; the generator sees one fixed batch so the comparison
+Everything is seeded; the generator sees one fixed batch of training records
+(H is scored on the unseen test scenes) so the comparison
 of the first and last steps is not drowned by batch-to-batch variation.
 """
 import jax
@@ -79,7 +80,7 @@ def test_r_hyp_decreases_under_a_trained_h():
   h_params, plane = h_state.params, h_state.hyperplane
   h_before = jax.tree.map(np.asarray, h_params)
   idx = np.arange(BATCH)
-  batch = {'blur': test['blur'][idx], 'sharp': test['sharp'][idx]}
+  batch = {'blur': train['blur'][idx], 'sharp': train['sharp'][idx]}
   r_hyp, neg, loss = [], [], []
   for _ in range(G_STEPS):
     state, m = step(state, batch, jax.random.key(2), h_params, plane)
