@@ -47,6 +47,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 
@@ -737,14 +738,17 @@ def write_report(module, names, workdir: str, out_dir: str, *, mode: str,
   arg = lambda name, **kw: config_arg(name, mode=mode, dataset=dataset,
                                       seed=seed, data_dir=data_dir,
                                       subset=subset, **kw)
+  commands = _unique([records[n].get('command') for n in names]
+                     + list(commands))
+  public = portable(commands + [records[n].get('config_arg') for n in names],
+                    workdir)
   files, sections, results = [], [], {
       'mode': mode, 'dataset': dataset, 'subset': subset or None, 'seed': seed,
-      'commands': _unique([records[n].get('command') for n in names]
-                          + list(commands)),
+      'commands': public[:len(commands)],
       'runs': {n: {'steps': records[n]['steps'],
                    'seconds': records[n]['seconds'],
-                   'config_arg': records[n].get('config_arg')}
-               for n in names}}
+                   'config_arg': arg_text}
+               for n, arg_text in zip(names, public[len(commands):])}}
 
   h = embedding_path = None
   if 'h' in names:
@@ -851,6 +855,26 @@ def write_report(module, names, workdir: str, out_dir: str, *, mode: str,
   log(f'[reproduce] report written to {out_dir}')
   return {'markdown': markdown, 'figures': figures, 'results': results,
           'files': files}
+
+
+def portable(texts, workdir: str) -> list:
+  """`texts` with every run's workdir replaced by a placeholder.
+
+  The workdirs are `workdir` and each `--workdir=...` named in `texts`; with
+  one of them it becomes `W`, with several `W1`, `W2`, ... (in order of
+  appearance), so a report names no path of the machine it ran on.
+  """
+  roots = _unique([workdir] + [m for t in texts if t
+                               for m in re.findall(r'--workdir=(\S+)', t)])
+  roots = _unique([os.path.abspath(os.path.expanduser(r)) for r in roots])
+  names = {r: 'W' if len(roots) == 1 else f'W{i + 1}'
+           for i, r in enumerate(roots)}
+  out = []
+  for t in texts:
+    for root in sorted(roots, key=len, reverse=True):   # longest first
+      t = re.sub(re.escape(root) + r'(?![\w.-])', names[root], t) if t else t
+    out.append(t)
+  return out
 
 
 def _unique(items):

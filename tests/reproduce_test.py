@@ -283,3 +283,15 @@ def test_whole_script_tiny(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.count('skipped') == 2
   assert 'training' not in proc.stdout
+
+
+def test_portable_names_no_machine_path():
+  texts = ['python -m hypercut_jax.reproduce --workdir=/x/run2 --out=/x/run2/report',
+           'python -m hypercut_jax.reproduce --workdir=/x/run --mode=cpu',
+           'run=afb,h_checkpoint=/x/run/h', None]
+  assert reproduce.portable(texts, '/x/run2') == [
+      'python -m hypercut_jax.reproduce --workdir=W1 --out=W1/report',
+      'python -m hypercut_jax.reproduce --workdir=W2 --mode=cpu',
+      'run=afb,h_checkpoint=W2/h', None]
+  assert reproduce.portable(['--workdir=/y --out=/y/r /yz'], '/y') == [
+      '--workdir=W --out=W/r /yz']
