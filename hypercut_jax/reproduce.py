@@ -361,12 +361,11 @@ def _uses_middle(model) -> bool:
   return bool(getattr(type(model), 'uses_middle', False))
 
 
-def evaluate_generator(run_dir: str | None, cfg, *, h=None, lpips=True,
+def evaluate_generator(run_dir: str, cfg, *, h=None, lpips=True,
                        num_examples=3, max_examples=None,
                        baseline=False) -> tuple[dict, dict]:
   """Order-aware metrics of one trained generator on the test split.
 
-  run_dir None evaluates "copy the blur" (the blur as all 7 frames).
   h: the loaded H (`inference.Loaded`) for hit / con of the predictions.
   baseline: also the evaluator's "copy the blur" metrics ('blur/ppsnr', ...)
   on the same test examples.
@@ -379,31 +378,24 @@ def evaluate_generator(run_dir: str | None, cfg, *, h=None, lpips=True,
   from hypercut_jax.models import ordering as ordering_model
   from hypercut_jax.train import evaluators
   # pylint: enable=g-import-not-at-top
-  if run_dir is None:
-    @jax.jit
-    def predict(blur):
-      x = blur.astype(jnp.float32) / 255.0
-      return jnp.repeat(x[:, None], N_FRAMES, axis=1)
-    predict_fn = lambda batch: predict(np.asarray(batch['blur']))
-  else:
-    model, params = load_generator(run_dir)
-    middle = _uses_middle(model)
-    guidance = cfg.data.name == 'baist' or bool(cfg.data.get('guidance'))
+  model, params = load_generator(run_dir)
+  middle = _uses_middle(model)
+  guidance = cfg.data.name == 'baist' or bool(cfg.data.get('guidance'))
 
-    @jax.jit
-    def predict(params, blur, sharp, guide):
-      kw = {}
-      if middle:   # ground-truth middle frame (the reimplementation's protocol)
-        kw['middle'] = sharp[:, N_FRAMES // 2].astype(jnp.float32) / 255.0
-      if guide is not None:
-        kw['guidance'] = guide.astype(jnp.int32)
-      return models.predict(model, {'params': params},
-                            blur.astype(jnp.float32) / 255.0, **kw)
+  @jax.jit
+  def predict(params, blur, sharp, guide):
+    kw = {}
+    if middle:   # ground-truth middle frame (the reimplementation's protocol)
+      kw['middle'] = sharp[:, N_FRAMES // 2].astype(jnp.float32) / 255.0
+    if guide is not None:
+      kw['guidance'] = guide.astype(jnp.int32)
+    return models.predict(model, {'params': params},
+                          blur.astype(jnp.float32) / 255.0, **kw)
 
-    def predict_fn(batch):
-      guide = np.asarray(batch['guidance']) if guidance else None
-      return predict(params, np.asarray(batch['blur']),
-                     np.asarray(batch['sharp']), guide)
+  def predict_fn(batch):
+    guide = np.asarray(batch['guidance']) if guidance else None
+    return predict(params, np.asarray(batch['blur']),
+                   np.asarray(batch['sharp']), guide)
 
   score_fn = None
   if h is not None:

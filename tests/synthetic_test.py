@@ -270,6 +270,14 @@ def test_shade_tone_curve_gain_and_channel_order():
   assert np.all(np.diff(bright) > 0) and np.all(np.diff(dark) > 0)
 
 
+def _plain_and_flipped_textures(monkeypatch, flip, seed):
+  """Serves a random texture as 'plain' and flip(texture) as 'flipped'."""
+  tex = np.random.default_rng(seed).uniform(size=(3, 41, 41)).astype(np.float32)
+  textures = {'plain': tex, 'flipped': np.ascontiguousarray(flip(tex))}
+  monkeypatch.setattr(synthetic, '_texture_values',
+                      lambda name, level, space: textures[name])
+
+
 @pytest.mark.parametrize('d4,flip', [
     ((False, -1, 1), lambda t: t[:, :, ::-1]),
     ((False, 1, -1), lambda t: t[:, ::-1, :]),
@@ -278,10 +286,7 @@ def test_shade_tone_curve_gain_and_channel_order():
 ])
 def test_d4_reads_the_flipped_texture(monkeypatch, d4, flip):
   """The camera with d4 sees what it sees of the flipped/transposed photo."""
-  tex = np.random.default_rng(0).uniform(size=(3, 41, 41)).astype(np.float32)
-  textures = {'plain': tex, 'flipped': np.ascontiguousarray(flip(tex))}
-  monkeypatch.setattr(synthetic, '_texture_values',
-                      lambda name, level, space: textures[name])
+  _plain_and_flipped_textures(monkeypatch, flip, seed=0)
   t = synthetic._times(2)
   gy, gx = np.mgrid[0:16, 0:16].astype(np.float32)
   px, py = gx - np.float32(7.5), gy - np.float32(7.5)
@@ -301,10 +306,7 @@ def test_d4_reads_the_flipped_texture(monkeypatch, d4, flip):
     ((True, 1, -1), lambda t: t[:, ::-1, :].transpose(0, 2, 1)),
 ])
 def test_d4_flips_sprite_textures(monkeypatch, d4, flip):
-  tex = np.random.default_rng(1).uniform(size=(3, 41, 41)).astype(np.float32)
-  textures = {'plain': tex, 'flipped': np.ascontiguousarray(flip(tex))}
-  monkeypatch.setattr(synthetic, '_texture_values',
-                      lambda name, level, space: textures[name])
+  _plain_and_flipped_textures(monkeypatch, flip, seed=1)
   t = synthetic._times(1)
   gy, gx = np.mgrid[0:16, 0:16].astype(np.float32)
   sp = dict(level=0, scale=1.2, origin=np.array([20.0, 20.0]),

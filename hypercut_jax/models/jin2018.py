@@ -62,9 +62,7 @@ for `tail_out` too.
 Differences from the authors: the paper trains the stages in sequence; here
 the cascade is one differentiable function (train it end to end, or freeze
 sub-trees with an optax mask). Weights use Flax default inits where the
-authors' code has an orthogonal init, and by default `tail_out` starts at
-zero (above), so training starts from the blur rather than from a random
-output; `start_at_blur=False` keeps the random start.
+authors' code has an orthogonal init (and `tail_out` starts at zero, above).
 """
 import functools
 from typing import Any, ClassVar, Sequence
@@ -94,11 +92,10 @@ def _conv(features: int, kernel: int, dilation: int = 1, dtype=None,
   zero_init: zero kernel at init (else Flax's default kernel init).
   """
   p = (kernel - 1) // 2 * dilation
-  init = {'kernel_init': nn.initializers.zeros} if zero_init else {}
   return nn.Conv(features, (kernel, kernel),
                  kernel_dilation=(dilation, dilation),
                  padding=((p, p), (p, p)), use_bias=False, dtype=dtype,
-                 name=name, **init)
+                 name=name, **layers.zero_init(zero_init, bias=False))
 
 
 def _norm_relu(x, name: str, dtype=None):

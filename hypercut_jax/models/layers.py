@@ -45,6 +45,20 @@ class ReflectConv(nn.Module):
         use_bias=self.use_bias, dtype=self.dtype, name='conv')(x)
 
 
+def zero_init(enabled: bool, bias: bool = True) -> dict:
+  """`nn.Conv` init kwargs for a head that starts at zero (`start_at_blur`).
+
+  enabled False -> {} (Flax's default inits); True -> zero kernel init and,
+  with `bias`, zero bias init.
+  """
+  if not enabled:
+    return {}
+  out = {'kernel_init': nn.initializers.zeros}
+  if bias:
+    out['bias_init'] = nn.initializers.zeros
+  return out
+
+
 def strided_conv(features: int, kernel_size: int = 3, stride: int = 2,
                  dtype=None, name: str | None = None) -> nn.Conv:
   """Stride-2 conv with torch's symmetric zero padding (k-1)//2 on each side.

@@ -97,10 +97,9 @@ def _conv(features: int, kernel: int, use_bias: bool = True, dtype=None,
   zero_init: zero kernel (and bias) at init; else Flax's default inits.
   """
   p = (kernel - 1) // 2
-  init = ({'kernel_init': nn.initializers.zeros,
-           'bias_init': nn.initializers.zeros} if zero_init else {})
   return nn.Conv(features, (kernel, kernel), padding=((p, p), (p, p)),
-                 use_bias=use_bias, dtype=dtype, name=name, **init)
+                 use_bias=use_bias, dtype=dtype, name=name, 
+                 **layers.zero_init(zero_init))
 
 
 def upsample2x(x):

@@ -67,6 +67,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hypercut_jax.models import layers
+
 N_FRAMES = 7
 N_CLASSES = 5
 # (sx, sy) of each guidance class; identical to data.guidance.CLASS_SIGNS
@@ -99,10 +101,9 @@ def _conv(features, k, stride=1, dtype=None, name=None, zero_init=False):
   zero_init: zero kernel and bias at init (else Flax's default inits).
   """
   p = (k - 1) // 2
-  init = ({'kernel_init': nn.initializers.zeros,
-           'bias_init': nn.initializers.zeros} if zero_init else {})
   return nn.Conv(features, (k, k), strides=(stride, stride),
-                 padding=((p, p), (p, p)), dtype=dtype, name=name, **init)
+                 padding=((p, p), (p, p)), dtype=dtype, name=name, 
+                 **layers.zero_init(zero_init))
 
 
 def _conv_transpose(features, dtype=None, name=None):
