@@ -10,6 +10,9 @@ Config layout (what `hypercut_jax.train.loop` reads):
                    ('predictor' = the Animation-from-Blur guidance predictor,
                    fields in hypercut_jax/train/animation.py)
   seed, precision ('float32' | 'bfloat16'), sharding.fsdp
+  resume           'check' (default: a rerun into a workdir trained under
+                   another config stops, naming the differing fields) or
+                   'override' (continue under the new config)
   prng_impl        optional: None (threefry) or 'rbg' (much faster init
                    compiles on XLA:CPU; other initial weights)
   data             name ('synthetic'|'rb2v'|'reds'|'baist'), data_dir, subset,
@@ -254,6 +257,9 @@ def base_config(stage: str, seed: int = 0) -> ml_collections.ConfigDict:
   c.keep = 2
   c.async_checkpoint = True
   c.log_steps = 50
+  # 'check': a rerun into a workdir trained under another config stops,
+  # naming the fields; 'override': continue under the new config.
+  c.resume = 'check'
   return c
 
 

@@ -70,6 +70,26 @@ def _torch():
   return torch
 
 
+def _load_failure(e: BaseException) -> str:
+  """torch.load's refusal, reduced to its reason (one line, not shortened).
+
+  The safe loader's message opens with advice to rerun with
+  `weights_only=False`, which would execute code from the file: that advice
+  is dropped, and so are the documentation pointers. What is left is the
+  reason, e.g. "Trying to load unsupported GLOBAL posix.system whose module
+  posix is blocked.".
+  """
+  text = str(e)
+  if 'weights_only' in text or 'Weights only load failed' in text:
+    kept = [p for p in re.split(r'\n\s*\n', text)
+            if p.strip() and 'weights_only' not in p
+            and not p.strip().startswith('Check the documentation')]
+    reason = ' '.join(' '.join(kept).split()) or 'refused'
+    return (f'refused by the safe loader, torch.load(weights_only=True): '
+            f'{reason} convert never runs code from a checkpoint file')
+  return f"{type(e).__name__}: {' '.join(text.split())}"
+
+
 def _is_tensor_dict(d, torch) -> bool:
   return (isinstance(d, dict) and len(d) > 0
           and all(isinstance(k, str) for k in d)
@@ -90,9 +110,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     # torch raises UnpicklingError, RuntimeError, EOFError, ... here.
-    msg = ' '.join(str(e).split())[:160]
     raise ConversionError(f'{path}: not a readable PyTorch checkpoint '
-                          f'({type(e).__name__}: {msg})') from None
+                          f'({_load_failure(e)})') from None
   state = None
   if _is_tensor_dict(obj, torch):
     state = obj

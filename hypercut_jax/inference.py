@@ -17,9 +17,15 @@ checked against the model the config describes.
     checkpoint at step 0).
 Otherwise the latest complete step is taken.
 
+The config and the params (and hyperplane) read are checked against the
+checksums the trainer saved with the step (`train/checkpoint.py`); a step
+saved before checksums existed is read unverified.
+
 Errors name the path: FileNotFoundError (nothing there), ValueError (a
 checkpoint of the wrong kind, a config that does not describe a known model,
-parameters that do not fit it).
+parameters that do not fit it), `checkpoint.CheckpointError` (one line naming
+the step and the item: the step cannot be read or its bytes do not match its
+checksums; there is no fallback to another step here).
 """
 import dataclasses
 import os
@@ -174,6 +180,8 @@ def load(path: str, *, expect: str | None = None, step: int | None = None,
   step of a step directory, else the latest). sharding: where the arrays go
   (default: the first device; pass a replicated NamedSharding for a mesh).
   precision: compute dtype of the rebuilt model (default: the saved one).
+  A step that cannot be read or fails its checksums raises
+  `checkpoint.CheckpointError` naming the step (no fallback to another).
   """
   # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp
@@ -204,9 +212,13 @@ def load(path: str, *, expect: str | None = None, step: int | None = None,
   expected = jax.eval_shape(init, jax.random.key(0))
   mngr = ckpt_lib.open_read_only(directory)
   try:
-    tree = mngr.item_metadata(step)[ckpt_lib.STATE]
-    tree = tree.tree if hasattr(tree, 'tree') else tree
     state_dir = os.path.join(str(mngr.directory), str(step), ckpt_lib.STATE)
+    with ckpt_lib.read_guard(directory, step, ckpt_lib.STATE):
+      tree = mngr.item_metadata(step)[ckpt_lib.STATE]
+      if tree is None and os.path.isdir(state_dir):
+        # Orbax logs and returns None when _METADATA is missing or damaged.
+        raise FileNotFoundError(f'no readable _METADATA in {state_dir}')
+    tree = tree.tree if hasattr(tree, 'tree') else tree
   finally:
     mngr.close()
   if tree is None or 'params' not in tree:
@@ -228,9 +240,11 @@ def load(path: str, *, expect: str | None = None, step: int | None = None,
       item)
   restore_args = jax.tree.map(
       lambda _: ocp.ArrayRestoreArgs(sharding=sharding), item)
-  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
-    out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
-        item=item, restore_args=restore_args, partial_restore=True))
+  with ckpt_lib.read_guard(directory, step, ckpt_lib.STATE):
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
+      out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
+          item=item, restore_args=restore_args, partial_restore=True))
+  ckpt_lib.verify_state(directory, step, {n: out[n] for n in names})
   return Loaded(kind=kind, model=model, params=out['params'],
                 hyperplane=out.get('hyperplane'), config=config,
                 step=int(step), directory=directory)

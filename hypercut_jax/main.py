@@ -16,13 +16,30 @@ Usage (from the repository root):
            go. Rerunning the same command with the same workdir resumes
            from the latest complete checkpoint.
 
-SIGTERM saves a checkpoint at the next step boundary and exits cleanly.
+SIGTERM saves a checkpoint at the next step boundary and exits with status
+75 (EX_TEMPFAIL, "try again"): rerun the same command to resume. A scheduler
+can requeue on it (launch/README.md).
+
+Exit status: 0 finished; 75 preempted (checkpoint saved, rerun to resume);
+2 a user error (flags, config file or values, data paths, a workdir trained
+under another config); 1 a failure while running (no checkpoint of the
+workdir verifies, a non-finite loss, an I/O error). Errors print one line
+`error: ...` on stderr; `--verbose` shows the traceback as well.
+
+A rerun into a workdir made under another config (model, optimiser, data,
+durations, or for a generator the frozen H) stops before touching it and
+names the fields that differ; `--config.resume=override` continues on
+purpose. A checkpoint that fails its checksums is moved to
+`checkpoints.corrupt/` and the run resumes from the newest step that
+verifies, saying so in one line.
 Multi-host: set HYPERCUT_DISTRIBUTED=1 (or pass --distributed) to call
 `jax.distributed.initialize()` (coordinator from the environment, as on a
 TPU pod or a SLURM/Kubernetes GPU cluster) before anything touches devices.
 """
+import ast
 import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -50,7 +67,81 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     'process_id', None,
     'This process, 0..num_processes-1 (default: auto-detected).')
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, 'On an error, print the traceback as well (default: '
+    'one line).')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+EXIT_FAILURE = 1
+EXIT_USER_ERROR = 2
+EXIT_PREEMPTED = 75   # sysexits.h EX_TEMPFAIL: rerun the same command
+
+
+def _one_line(e: BaseException) -> str:
+  text = ' '.join(str(e).split())
+  return f'{type(e).__name__}: {text}' if text else type(e).__name__
+
+
+def _fail(e: BaseException, status: int, verbose: bool):
+  """Ends the process with one line on stderr (and the traceback if asked)."""
+  if verbose:
+    traceback.print_exception(e)
+  hint = '' if verbose else ' (--verbose for the traceback)'
+  print(f'error: {_one_line(e)}{hint}', file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def _flag_error(e: Exception, argv) -> Exception:
+  """A flag-parsing failure as a readable one-line error.
+
+  ml_collections reports a misspelt field as an AttributeError whose text is
+  the repr of a KeyError, and a config file that raised as a message holding
+  the whole traceback: keep the reason and name the flag.
+  """
+  text = str(e)
+  if isinstance(e, (AttributeError, KeyError)):
+    if text[:1] in '"\'' and text[-1:] == text[:1]:
+      try:
+        text = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        pass
+    key = text.split('\n')[0].strip('\'"')
+    named = [a.split('=')[0] for a in argv[1:]
+             if a.startswith('--config.') and key in a.split('=')[0]]
+    where = f'{named[0]}: ' if named else ''
+    return ValueError(f'{where}no such config field {key!r}. '
+                      + ' '.join(text.split('\n')[1:]))
+  if 'Traceback (most recent call last)' in text:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    head = text.split(':', 2)[:2] if text.startswith('flag ') else []
+    where = ':'.join(head).removeprefix('flag ') + ': ' if head else ''
+    return ValueError(f'{where}{lines[-1]}')
+  return e
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with every failure as one line and status 2.
+
+  A config file that fails to execute, a misspelt `--config.<field>` or a
+  value of the wrong type end here.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(_flag_error(e, argv), EXIT_USER_ERROR, '--verbose' in argv)
+
+
+def _loaded_config():
+  """The --config value; a file that could not be read is a user error."""
+  config = _CONFIG.value
+  try:
+    config.lock()   # ml_collections' stand-in for an unreadable file raises
+  except OSError as e:
+    cause = e.__cause__ or e
+    raise FileNotFoundError(
+        f'--config={flags.FLAGS["config"].serialize().split("=", 1)[-1]}: '
+        f'cannot load the config file ({_one_line(cause)})') from None
+  return config
 
 
 class _QuietLibraries(logging.logging.Filter):
@@ -85,14 +176,24 @@ def main(argv):
   logging.info('process %d/%d, %d local / %d devices', jax.process_index(),
                jax.process_count(), jax.local_device_count(),
                jax.device_count())
+  from hypercut_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  verbose = _VERBOSE.value
   try:
-    loop.validate(_CONFIG.value)
-  except (ValueError, FileNotFoundError) as e:
+    config = _loaded_config()
     # One clear line naming the field, before anything is built.
-    print(f'{type(e).__name__}: {e}', file=sys.stderr)
-    sys.exit(2)
-  loop.run(_CONFIG.value, _WORKDIR.value)
+    loop.validate(config)
+    results = loop.run(config, _WORKDIR.value)
+  except (ValueError, FileNotFoundError, NotADirectoryError,
+          PermissionError) as e:
+    _fail(e, EXIT_USER_ERROR, verbose)
+  except (ckpt_lib.CheckpointError, FloatingPointError, OSError) as e:
+    _fail(e, EXIT_FAILURE, verbose)
+  if any(r.preempted for r in results.values()):
+    print('preempted: a checkpoint is saved; rerun the same command to '
+          f'resume (exit status {EXIT_PREEMPTED})', file=sys.stderr,
+          flush=True)
+    sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -124,14 +124,40 @@ def test_resume_ignores_half_written_and_nan_stops_naming_the_step(tmp_path):
   tmp = tmp_path / 'checkpoints' / '3.orbax-checkpoint-tmp-42'
   tmp.mkdir()
   (tmp / 'junk').write_text('partial')
-  # Same workdir, longer run: resumes from step 2, not from the half save.
-  out = loop.run(_stage_config(total_steps=3, ckpt_steps=1), str(tmp_path))
+  # Same workdir, longer run (on purpose: resume='override'): resumes from
+  # step 2, not from the half save.
+  out = loop.run(_stage_config(total_steps=3, ckpt_steps=1,
+                               resume='override'), str(tmp_path))
   assert out['ordering'].step == 3
   steps = [json.loads(l)['step'] for l in open(tmp_path / 'metrics.jsonl')
            if 'train/loss' in l]
   assert steps == [1, 2, 3]
   assert not tmp.exists()   # cleaned up by the manager
 
+
+
+def test_flipped_bytes_resume_from_the_previous_good_step(tmp_path, caplog):
+  import checkpoint_integrity_test as damage  # pylint: disable=g-import-not-at-top
+  cfg = _stage_config(total_steps=4, ckpt_steps=2, keep=3,
+                      async_checkpoint=False)
+  loop.run(cfg, str(tmp_path / 'ref'))
+  ref, _ = _final_params(str(tmp_path / 'ref'))
+  work = tmp_path / 'run'
+  loop.run(cfg, str(work))
+  damage.flip_bytes(str(work / 'checkpoints' / '4'))
+  with caplog.at_level('WARNING'):
+    out = loop.run(cfg, str(work))
+  lines = [r.getMessage() for r in caplog.records
+           if 'is corrupt' in r.getMessage()]
+  assert len(lines) == 1 and '\n' not in lines[0], lines
+  assert 'step 4' in lines[0] and 'resuming from step 2' in lines[0]
+  assert (work / 'checkpoints.corrupt' / '4').is_dir()   # kept, not deleted
+  assert out['ordering'].step == 4
+  got, step = _final_params(str(work))
+  assert step == 4
+  jax.tree.map(np.testing.assert_array_equal, ref, got)   # retrained 3..4
+  rows = [json.loads(l) for l in open(work / 'metrics.jsonl')]
+  assert [r['step'] for r in rows if 'train/loss' in r] == [1, 2, 3, 4]
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
@@ -214,6 +240,58 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path):
   got, step = _final_params(work)
   assert step == 12
   jax.tree.map(np.testing.assert_array_equal, ref, got)   # bit for bit
+  # metrics.jsonl reads as one run: rows logged after the checkpoint the
+  # kill left are dropped on resume, then logged again once.
+  rows = [json.loads(l) for l in open(os.path.join(work, 'metrics.jsonl'))]
+  assert [r['step'] for r in rows if 'train/loss' in r] == list(range(1, 13))
+  ref_rows = [json.loads(l) for l in open(tmp_path / 'ref' / 'metrics.jsonl')]
+  assert ([r['step'] for r in rows if 'eval/hit' in r]
+          == [r['step'] for r in ref_rows if 'eval/hit' in r])
+
+
+@pytest.mark.slow
+def test_sigterm_exits_75_then_rerun_equals_uninterrupted_run(tmp_path):
+  args = ['--config.total_steps=400', '--config.ckpt_steps=200',
+          '--config.log_steps=1', '--config.data.num_train=64']
+  work = str(tmp_path / 'run')
+  cmd = [sys.executable, '-m', 'hypercut_jax.main',
+         '--config=configs/synthetic.py:stage=ordering,smoke',
+         f'--workdir={work}', *args]
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  try:
+    metrics = os.path.join(work, 'metrics.jsonl')
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+      if os.path.exists(metrics) and 'train/loss' in open(metrics).read():
+        break
+      time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=400)
+  finally:
+    proc.kill()
+  assert proc.returncode == 75, err[-3000:]
+  assert 'preempted: a checkpoint is saved; rerun the same command' in err
+  assert 'Traceback' not in err
+  stopped_at = checkpoint.latest_step(work)
+  assert stopped_at is not None and stopped_at < 400
+
+  rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  ref_cfg = _smoke_ordering_config()
+  ref_cfg.total_steps = 400
+  ref_cfg.ckpt_steps = 200
+  ref_cfg.log_steps = 1
+  ref_cfg.data.num_train = 64
+  loop.run(ref_cfg, str(tmp_path / 'ref'))
+  ref, _ = _final_params(str(tmp_path / 'ref'))
+  got, step = _final_params(work)
+  assert step == 400
+  jax.tree.map(np.testing.assert_array_equal, ref, got)   # bit for bit
+  rows = [json.loads(l) for l in open(os.path.join(work, 'metrics.jsonl'))]
+  assert [r['step'] for r in rows if 'train/loss' in r] == list(range(1, 401))
 
 
 def _smoke_ordering_config():

@@ -196,3 +196,24 @@ def test_missing_torch_says_how_to_install(tmp_path, monkeypatch, capsys):
                        f'--output={tmp_path / "o"}']) == 1
   err = capsys.readouterr().err.strip()
   assert 'pip install -e .[convert]' in err and '\n' not in err
+
+
+class _RunsCode:
+  """Pickles as a call to os.getpid: code the safe loader must refuse."""
+
+  def __reduce__(self):
+    return (os.getpid, ())
+
+
+def test_code_in_a_checkpoint_is_refused_with_the_full_reason(tmp_path,
+                                                              capsys):
+  path = str(tmp_path / 'hostile.pth')
+  torch.save({'f_func.model.0.weight': _RunsCode()}, path)
+  assert convert.main([f'--torch_checkpoint={path}',
+                       f'--output={tmp_path / "o"}']) == 1
+  err = capsys.readouterr().err.strip()
+  assert '\n' not in err and path in err
+  assert 'refused by the safe loader' in err
+  assert 'GLOBAL' in err and 'getpid' in err     # the reason, not cut short
+  assert 'weights_only` set to `False`' not in err   # no advice to run it
+  assert not (tmp_path / 'o').exists()

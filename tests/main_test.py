@@ -65,3 +65,41 @@ def test_readme_command_smoke_end_to_end(tmp_path):
   # H is frozen: the generator's checkpoint holds no H parameters.
   gen_cfg = json.loads((work / 'generator' / 'config.json').read_text())
   assert gen_cfg['hypercut']['checkpoint'] == str(work / 'ordering')
+
+
+def _error_lines(stderr: str) -> list[str]:
+  """stderr without absl's log lines (I/W/E<date> ...)."""
+  return [l for l in stderr.splitlines()
+          if l.strip() and not (l[:1] in 'IWE' and l[1:5].isdigit())]
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config=configs/no_such_file.py'],
+     '--config=configs/no_such_file.py: cannot load the config file'),
+    (['--config=configs/synthetic.py:smoke',
+      '--config.generator.hypercut.alhpa=0.3'],
+     "--config.generator.hypercut.alhpa: no such config field 'alhpa'. "
+     'Did you mean "alpha"'),
+    (['--config=configs/synthetic.py:smok'],
+     "unknown config arg 'smok'"),
+    (['--config=configs/synthetic.py:smoke',
+      '--config.generator.input.crop=60', '--config.generator.input.eval_crop=60'],
+     "input.crop=60 (generator stage) is larger than the 'synthetic' records "
+     '(40x40)'),
+])
+def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
+  work = tmp_path / 'w'
+  out = _main(*args, f'--workdir={work}', timeout=180)
+  assert out.returncode == 2, out.stderr[-3000:]
+  lines = _error_lines(out.stderr)
+  assert len(lines) == 1 and lines[0].startswith('error: '), lines
+  assert message in lines[0]
+  assert 'Traceback' not in out.stderr
+  assert not work.exists()
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+  out = _main('--config=configs/synthetic.py:smoke', f'--workdir={tmp_path}/w',
+              '--config.generator.model.name=unet', '--verbose', timeout=180)
+  assert out.returncode == 2
+  assert 'Traceback' in out.stderr and 'error: ValueError' in out.stderr

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from hypercut_jax.train import checkpoint as ckpt_lib
+from hypercut_jax.train import fingerprint as fingerprint_lib
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import sharding as sharding_lib
 
@@ -48,7 +49,7 @@ BEST_MODES = {'hit': 'max', 'hit_first': 'max', 'con@2': 'max',
 # Shared fields; everything else is per stage (`config.ordering/generator`
 # when stage == 'both').
 SHARED_FIELDS = ('stage', 'seed', 'precision', 'sharding', 'data', 'keep',
-                 'async_checkpoint', 'log_steps', 'prng_impl')
+                 'async_checkpoint', 'log_steps', 'prng_impl', 'resume')
 # config.prng_impl (optional; None = jax's default, threefry2x32): the PRNG
 # of the init and train keys. 'rbg' compiles far faster on XLA:CPU.
 PRNG_IMPLS = ('threefry2x32', 'rbg', 'unsafe_rbg')
@@ -155,6 +156,8 @@ def validate(config, *, devices=None) -> None:
   _choice(_field(config, 'stage', str), STAGES, 'config.stage')
   if config.get('prng_impl') is not None:
     _choice(config.prng_impl, PRNG_IMPLS, 'config.prng_impl')
+  _choice(config.get('resume', 'check'), fingerprint_lib.RESUME_MODES,
+          'config.resume')
   stages = [s for s, _ in stage_workdirs(config, '')]
   for stage in stages:
     prefix = f'config.{stage}' if config.stage == 'both' else 'config'
@@ -453,7 +456,23 @@ def _sources(cfg):
   if len(train) < 1 or len(test) < 1:
     raise ValueError(f'config.data={cfg.data.name!r} gives {len(train)} train '
                      f'and {len(test)} test examples; need >= 1 each')
+  _check_crops(cfg, train, test)
   return train, test
+
+
+def _check_crops(cfg, train, test) -> None:
+  """input.crop / input.eval_crop fit the records (read from record 0)."""
+  for field, source in (('crop', train), ('eval_crop', test)):
+    crop = cfg.input.get(field)
+    if crop is None:
+      continue
+    ch, cw = (crop, crop) if isinstance(crop, int) else tuple(crop)
+    h, w = np.shape(source[0]['blur'])[:2]
+    if ch > h or cw > w:
+      raise ValueError(
+          f'input.{field}={crop!r} ({cfg.stage} stage) is larger than the '
+          f'{cfg.data.name!r} records ({h}x{w}); use a crop of at most '
+          f'{min(h, w)}')
 
 
 def _train_iterator(cfg, source):
@@ -550,8 +569,11 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
   """Trains one stage into `workdir`, resuming from its checkpoints."""
   from hypercut_jax.train import report  # pylint: disable=g-import-not-at-top
   stage = cfg.stage
-  os.makedirs(workdir, exist_ok=True)
   stop_flag = stop_flag or threading.Event()
+  # Nothing is written before the data and the workdir's config are checked.
+  train_src, test_src = _sources(cfg)
+  record = fingerprint_lib.check(cfg, workdir, override=_override(cfg))
+  os.makedirs(workdir, exist_ok=True)
 
   # ---------------------------------------------------------------- mesh ---
   mesh = sharding_lib.make_mesh(devices)
@@ -560,13 +582,11 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
   repl = sharding_lib.replicated(mesh)
 
   # --------------------------------------------------------------- input ---
-  train_src, test_src = _sources(cfg)
   steps_per_epoch = max(1, len(train_src) // cfg.input.batch_size)
   total = steps_of('total', cfg, steps_per_epoch)
   eval_every = steps_of('eval', cfg, steps_per_epoch)
   ckpt_every = steps_of('ckpt', cfg, steps_per_epoch)
   log_every = int(cfg.log_steps)
-  train_it = _train_iterator(cfg, train_src)
   eval_batches = _eval_batches_fn(cfg, test_src)
 
   # ------------------------------------------------------ model + optim ---
@@ -591,17 +611,21 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
                                          fsdp=cfg.sharding.fsdp)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   best = cfg.best_metric
+  # The newest step that verifies (newer damaged ones are moved aside to
+  # checkpoints.corrupt/, one warning line each), before the manager opens.
+  restored = ckpt_lib.restore_latest_verified(
+      ckpt_dir, sharding_lib.with_shardings(abstract, state_sh),
+      data_iter_fn=lambda: _train_iterator(cfg, train_src),
+      log=lambda line: logging.warning('[%s] %s', stage, line))
   mngr = ckpt_lib.make_manager(ckpt_dir, keep=cfg.keep,
                                best_metric=f'eval/{best}',
                                best_mode=BEST_MODES[best],
                                async_save=cfg.async_checkpoint)
-  latest = mngr.latest_step()
-  if latest is not None:
-    state, train_it = ckpt_lib.restore(
-        mngr, latest, sharding_lib.with_shardings(abstract, state_sh),
-        data_iter=train_it)
+  if restored is not None:
+    state, train_it, latest = restored
     logging.info('[%s] resumed from step %d in %s', stage, latest, ckpt_dir)
   else:
+    train_it = _train_iterator(cfg, train_src)
     state = jax.jit(parts.init, out_shardings=state_sh)(init_key)
   train_key = jax.jit(lambda k: k, out_shardings=repl)(train_key)  # multi-host safe
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
@@ -617,8 +641,14 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
 
   # ---------------------------------------------------------------- loop ---
   writer = report.MetricWriter(workdir)
-  writer.write_config(cfg)
   start = int(jax.device_get(state.step))
+  dropped = writer.rewind(start, drop_eval_at_step=start >= total)
+  if dropped:
+    logging.info('[%s] metrics.jsonl: dropped %d row(s) past step %d',
+                 stage, dropped, start)
+  writer.write_config(cfg)
+  if jax.process_index() == 0:
+    fingerprint_lib.write(workdir, record)
   metrics, table, preempted, step = {}, '', False, start
   last_eval_step = None
 
@@ -701,14 +731,16 @@ def run(config, workdir: str, *, devices=None) -> dict:
   validate(config, devices=devices)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   stage_dirs = dict(stage_workdirs(config, workdir))
+  # Every stage's data and recorded config first: a drift in a later stage
+  # stops the run before an earlier one is touched.
+  for stage, stage_dir in stage_dirs.items():
+    cfg = _chained(config, stage, stage_dirs)
+    _sources(cfg)
+    fingerprint_lib.check(cfg, stage_dir, override=_override(cfg))
   results = {}
   with _sigterm_flag() as stop_flag:
     for stage, stage_dir in stage_dirs.items():
-      cfg = stage_config(config, stage)
-      if config.stage == 'both' and stage == 'generator':
-        cfg.hypercut.checkpoint = stage_dirs['ordering']
-        if 'predictor' in stage_dirs:
-          cfg.eval.predictor_checkpoint = stage_dirs['predictor']
+      cfg = _chained(config, stage, stage_dirs)
       result = train_stage(cfg, stage_dir, devices=devices,
                            stop_flag=stop_flag)
       results[stage] = result
@@ -720,6 +752,22 @@ def run(config, workdir: str, *, devices=None) -> dict:
       f.write(text + '\n')
     print(text, flush=True)
   return results
+
+
+def _chained(config, stage: str, stage_dirs: dict) -> ml_collections.ConfigDict:
+  """`stage_config`, with stage='both' wiring the earlier stages' workdirs
+  into the generator (the frozen H, and the predictor for P_n)."""
+  cfg = stage_config(config, stage)
+  if config.stage == 'both' and stage == 'generator':
+    cfg.hypercut.checkpoint = stage_dirs['ordering']
+    if 'predictor' in stage_dirs:
+      cfg.eval.predictor_checkpoint = stage_dirs['predictor']
+  return cfg
+
+
+def _override(cfg) -> bool:
+  """config.resume == 'override': continue under a changed config."""
+  return cfg.get('resume', 'check') == 'override'
 
 
 def _results_markdown(config, results) -> str:

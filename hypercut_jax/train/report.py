@@ -168,6 +168,45 @@ class MetricWriter:
         tb.add_scalar(name, float(scalar), global_step=step_value)
       tb.flush()
 
+  def rewind(self, step, *, drop_eval_at_step=False):
+    """Drops rows the restored state never produced, so a resumed run reads
+    as one uninterrupted run.
+
+    Keeps the rows with `step <= step` (a crash after logging but before the
+    checkpoint committed leaves rows past the restored step; the rerun logs
+    them again). drop_eval_at_step: also drop the 'eval/*' rows at `step`
+    itself (a finished stage that is evaluated again). Unreadable lines (a
+    line cut by a crash) are dropped too. Returns how many rows were dropped.
+    TensorBoard event files are append-only and keep the old points.
+    """
+    if not self.active or not os.path.isfile(self.jsonl_path):
+      return 0
+    step = int(step)
+    kept, dropped = [], 0
+    with open(self.jsonl_path, encoding='utf-8') as f:
+      for line in f:
+        try:
+          row = json.loads(line)
+          row_step = int(row['step'])
+        except (ValueError, KeyError, TypeError):
+          dropped += 1
+          continue
+        is_eval = any(k.startswith('eval/') for k in row)
+        if row_step > step or (drop_eval_at_step and row_step == step
+                               and is_eval):
+          dropped += 1
+          continue
+        kept.append(line if line.endswith('\n') else line + '\n')
+    if not dropped:
+      return 0
+    self._jsonl.close()
+    tmp = self.jsonl_path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.writelines(kept)
+    os.replace(tmp, self.jsonl_path)
+    self._jsonl = open(self.jsonl_path, 'a', encoding='utf-8')
+    return dropped
+
   def write_config(self, config):
     """Writes `workdir/config.json` (atomically: temp file + rename); config: ConfigDict or dict."""
     if not self.active:
