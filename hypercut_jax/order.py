@@ -32,8 +32,11 @@ H needs frames of at least 2**n_down + 1 px a side (33 for the official
 network); all 7 frames of a clip must have one size. Frames are read by
 `hypercut_jax.imageio` (8/16-bit PNG, JPEG, grayscale, RGBA with alpha
 dropped). A bad clip (missing or extra frames, unreadable frame, size) is
-reported in one line; with several clips the others still run. Exit status:
-0 when every clip was scored, 1 otherwise.
+reported in one line; with several clips the others still run. Scores are
+checked before they are printed: NaN or inf (a diverged H or hyperplane)
+stops the run with one line naming the clip and the checkpoint
+(`NonFiniteScoreError`); clips printed before it stand. Exit status: 0 when
+every clip was scored, 1 otherwise.
 """
 import argparse
 import dataclasses
@@ -91,6 +94,21 @@ class ClipResult:
 _SIGN = {'+': 1, '-': -1, '0': 0}
 
 
+class NonFiniteScoreError(RuntimeError):
+  """H scored a clip NaN/inf; str() names the clip and the checkpoint."""
+
+
+def check_finite(clip: str, u, v, checkpoint: str, step: int) -> None:
+  """NonFiniteScoreError naming `clip` and `checkpoint` unless u, v finite."""
+  scores = np.concatenate([np.ravel(u), np.ravel(v)])
+  if np.isfinite(scores).all():
+    return
+  fmt = lambda x: '[' + ', '.join(f'{float(a):.6g}' for a in np.ravel(x)) + ']'
+  raise NonFiniteScoreError(
+      f'{clip}: H scores are not finite (u={fmt(u)}, v={fmt(v)}; checkpoint '
+      f'{checkpoint}, step {step}); no direction for this clip')
+
+
 def _signs(x) -> np.ndarray:
   return np.sign(np.asarray(x, np.float64)).astype(int)
 
@@ -102,6 +120,8 @@ def side(scores, rule: str = 'first') -> str:
   """
   if rule not in RULES:
     raise ValueError(f'rule={rule!r}; known: {RULES}')
+  if not np.isfinite(np.asarray(scores, np.float64)).all():
+    raise ValueError(f'scores {list(np.ravel(scores))} are not all finite')
   s = _signs(scores)
   value = s[0] if rule == 'first' else np.sign(s.sum())
   return {1: '+', -1: '-', 0: '0'}[int(value)]
@@ -180,7 +200,8 @@ def run(checkpoint: str, frames: str, *, rule: str = 'first',
   """Scores every clip; returns (results, {clip: one-line failure}).
 
   on_result(ClipResult) is called as each clip finishes. A single clip that
-  fails raises (ValueError / FileNotFoundError naming it).
+  fails raises (ValueError / FileNotFoundError naming it); NaN/inf scores
+  raise NonFiniteScoreError for any run.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from hypercut_jax import inference  # pylint: disable=g-import-not-at-top
@@ -200,6 +221,7 @@ def run(checkpoint: str, frames: str, *, rule: str = 'first',
       failed[clip] = str(e)
       continue
     u, v = jax.device_get(score(loaded.params, loaded.hyperplane, x[None]))
+    check_finite(clip, u, v, checkpoint, loaded.step)
     result = ClipResult(clip=clip, frames=[os.path.basename(f) for f in files],
                         size=x.shape[1:3], u=np.asarray(u[0]),
                         v=np.asarray(v[0]), rule=rule)
@@ -255,8 +277,8 @@ def main(argv=None) -> int:
   try:
     results, failed = run(args.checkpoint, args.frames, rule=args.rule,
                           on_result=emit)
-  except (ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
+  except (ValueError, OSError, RuntimeError) as e:
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
     return 1
   if args.format == 'text' and len(results) > 1:
     n_opp = sum(r.opposite for r in results)

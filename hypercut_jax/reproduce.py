@@ -351,9 +351,11 @@ def load_generator(run_dir: str):
   restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding),
                               item)
   state_dir = os.path.join(directory, str(step), ckpt_lib.STATE)
-  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
-    out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
-        item=item, restore_args=restore_args, partial_restore=True))
+  with ckpt_lib.read_guard(directory, step, ckpt_lib.STATE):
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
+      out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
+          item=item, restore_args=restore_args, partial_restore=True))
+  ckpt_lib.verify_state(directory, step, {'params': out['params']})
   return model, out['params']
 
 

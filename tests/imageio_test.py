@@ -1,4 +1,5 @@
 """Tests for hypercut_jax.imageio: reading every input kind, writers, inputs."""
+import errno
 import os
 import struct
 import zlib
@@ -181,3 +182,71 @@ def test_expand_inputs(tmp_path):
     imageio.expand_inputs(str(tmp_path / 'missing.png'))
   with pytest.raises(FileNotFoundError, match='no files'):
     imageio.expand_inputs(str(tmp_path / 'sub'))
+
+
+def test_to_uint8_refuses_nan_and_inf():
+  for bad in (np.nan, np.inf):
+    with pytest.raises(ValueError, match='NaN/inf'):
+      imageio.to_uint8(np.array([[0.5, bad]], np.float32))
+  np.testing.assert_array_equal(
+      imageio.to_uint8(np.array([-1.0, 0.5, 2.0], np.float32)), [0, 128, 255])
+
+
+def test_file_group_is_all_or_nothing(tmp_path, rgb8):
+  a, b = str(tmp_path / 'a.png'), str(tmp_path / 'b.gif')
+  with pytest.raises(RuntimeError, match='stop'):
+    with imageio.FileGroup() as group:
+      group.png(a, rgb8)
+      assert os.listdir(tmp_path) == [f'.a.png.tmp-{os.getpid()}']
+      raise RuntimeError('stop')
+  assert os.listdir(tmp_path) == []
+  with imageio.FileGroup() as group:
+    group.png(a, rgb8)
+    group.gif(b, np.stack([rgb8] * 3))
+    assert not os.path.exists(a)  # renamed only when the block ends
+  assert group.paths == [a, b] and sorted(os.listdir(tmp_path)) == [
+      'a.png', 'b.gif']
+  np.testing.assert_array_equal(np.asarray(Image.open(a)), rgb8)
+  with pytest.raises(FileExistsError, match='a.png'):
+    with imageio.FileGroup() as group:
+      group.png(a, rgb8)
+  assert sorted(os.listdir(tmp_path)) == ['a.png', 'b.gif']
+
+
+def test_failed_write_names_the_file_and_keeps_errno(tmp_path, rgb8,
+                                                     monkeypatch):
+  def full_disk(self, fp, *args, **kw):
+    del self, args, kw
+    with open(fp, 'wb') as f:
+      f.write(b'partial')
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  path = str(tmp_path / 'o.png')
+  monkeypatch.setattr(Image.Image, 'save', full_disk)
+  with pytest.raises(imageio.ImageWriteError) as e:
+    imageio.write_png(path, rgb8)
+  assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC
+  assert str(e.value) == f'{path}: cannot write (No space left on device)'
+  assert os.listdir(tmp_path) == []
+
+
+def test_fit_size():
+  assert imageio.fit_size(30, 40, 100, 100) == (30, 40)  # never up
+  assert imageio.fit_size(3000, 4000, None, 510) == (382, 510)
+  assert imageio.fit_size(3000, 4000, 600, None) == (600, 800)
+  assert imageio.fit_size(2, 10000, 640, 640) == (1, 640)
+
+
+def test_strip_and_gif_size_limits(tmp_path):
+  rng = np.random.RandomState(0)
+  wide = rng.randint(0, 256, (40, 1000, 3), np.uint8)
+  s = imageio.make_strip([wide] * 8, pad=2, max_width=4096)
+  assert s.shape == (20, 8 * 510 + 7 * 2, 3)
+  tall = rng.randint(0, 256, (1000, 40, 3), np.uint8)
+  assert imageio.make_strip([tall] * 8, max_height=500).shape[0] == 500
+  with pytest.raises(ValueError, match='no room'):
+    imageio.make_strip([wide] * 8, pad=2, max_width=20)
+  path = imageio.write_gif(str(tmp_path / 'a.gif'), np.stack([tall] * 7),
+                           max_side=640)
+  with Image.open(path) as im:
+    assert im.n_frames == 7 and max(im.size) <= 640
+    assert im.size == (25, 620 + 19)  # frame 620 px high + its bar

@@ -4,15 +4,18 @@ A tiny H is trained here (the trainer's own step, 60 steps) on clips of a
 bright square moving left or right over noise, saved with the trainer's
 checkpoint functions, then asked about a held-out clip and its reverse.
 """
+import dataclasses
 import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from PIL import Image
 import pytest
 
+from hypercut_jax import inference
 from hypercut_jax import order
 from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import generator as generator_lib
@@ -179,3 +182,27 @@ def test_wrong_checkpoint_kind(tmp_path, capsys):
   rc = order.main([f'--checkpoint={torch_file}', f'--frames={clip}'])
   err = capsys.readouterr().err.strip()
   assert rc == 1 and 'hypercut_jax.convert' in err
+
+
+def test_nan_scores_exit_nonzero_with_one_line(trained_h, tmp_path, capsys,
+                                               monkeypatch):
+  """A NaN hyperplane (via the public loader) gives no direction at all."""
+  real = inference.load_ordering
+
+  def load(path, **kw):
+    loaded = real(path, **kw)
+    return dataclasses.replace(
+        loaded, hyperplane=jnp.full_like(loaded.hyperplane, jnp.nan))
+  monkeypatch.setattr(inference, 'load_ordering', load)
+  clip = _write_clip(str(tmp_path / 'clip'),
+                     _clip(np.random.RandomState(3), 1))
+  for fmt in ('text', 'json'):
+    rc = order.main([f'--checkpoint={trained_h}', f'--frames={clip}',
+                     f'--format={fmt}'])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert rc == 1 and '\n' not in err and err.startswith('error: ')
+    assert clip in err and trained_h in err and 'not finite' in err
+    assert captured.out == ''  # no scores, no direction printed
+  with pytest.raises(ValueError, match='finite'):
+    order.side([float('nan'), 1.0, 1.0])
