@@ -103,3 +103,20 @@ def test_verbose_shows_the_traceback(tmp_path):
               '--config.generator.model.name=unet', '--verbose', timeout=180)
   assert out.returncode == 2
   assert 'Traceback' in out.stderr and 'error: ValueError' in out.stderr
+
+
+def test_no_checkpoint_that_verifies_is_one_line_with_status_1(tmp_path):
+  from checkpoint_integrity_test import flip_bytes  # pylint: disable=g-import-not-at-top
+  work = tmp_path / 'w'
+  args = ('--config=configs/synthetic.py:stage=ordering,smoke',
+          f'--workdir={work}')
+  assert _main(*args).returncode == 0
+  flip_bytes(str(work / 'checkpoints' / '2'))
+  out = _main(*args)
+  assert out.returncode == 1, out.stderr[-3000:]
+  lines = _error_lines(out.stderr)
+  assert len(lines) == 1, lines
+  assert lines[0].startswith('error: CheckpointError: no checkpoint in ')
+  assert 'step 2 (state: ' in lines[0]
+  assert 'Traceback' not in out.stderr
+  assert (work / 'checkpoints' / '2').is_dir()   # nothing moved

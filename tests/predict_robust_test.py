@@ -238,3 +238,47 @@ def test_strip_and_gif_capped_on_a_wide_input(jin_ckpt, tmp_path):
   with Image.open(out / 'wide.gif') as gif:
     assert max(gif.size) <= predict.GIF_MAX_SIDE and gif.n_frames == 7
     assert gif.size[0] == predict.GIF_MAX_SIDE
+
+
+def test_predict_and_order_refuse_a_corrupt_checkpoint(jin_ckpt, tmp_path,
+                                                       capsys):
+  import shutil  # pylint: disable=g-import-not-at-top
+  from checkpoint_integrity_test import flip_bytes  # pylint: disable=g-import-not-at-top
+  from predict_test import h_ckpt as _  # pylint: disable=g-import-not-at-top,unused-import
+  from hypercut_jax import order  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  gen = str(tmp_path / 'gen')
+  shutil.copytree(jin_ckpt, gen)
+  step = checkpoint.latest_step(gen)
+  flip_bytes(os.path.join(checkpoint.checkpoints_dir(gen), str(step)))
+  _rgb(str(tmp_path / 'in.png'), 40, 40)
+  out = tmp_path / 'out'
+  code = predict.main([f'--checkpoint={gen}', f'--input={tmp_path}/in.png',
+                       f'--output={out}', '--no_progress'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code != 0 and len(err) == 1, err
+  assert f'checkpoint step {step} in ' in err[0] and 'corrupt' in err[0]
+  assert not out.exists() or not os.listdir(out)
+
+  # order: an H checkpoint with the same damage.
+  h_dir = str(tmp_path / 'h')
+  mngr = checkpoint.make_manager(os.path.join(h_dir, 'checkpoints'),
+                                 async_save=False)
+  from checkpoint_integrity_test import KW, _h_state  # pylint: disable=g-import-not-at-top
+  checkpoint.save(mngr, 1, _h_state(1), config={
+      'stage': 'ordering', 'precision': 'float32',
+      'model': {'name': 'hypercut', 'kwargs': dict(KW)},
+      'optim': {'name': 'sgd', 'lr': 1e-3}, 'input': {'crop': 33}})
+  mngr.wait_until_finished()
+  mngr.close()
+  flip_bytes(os.path.join(h_dir, 'checkpoints', '1'))
+  clip = tmp_path / 'clip'
+  clip.mkdir()
+  for t in range(7):
+    _rgb(str(clip / f'{t}.png'), 40, 40, seed=t)
+  code = order.main([f'--checkpoint={h_dir}', f'--frames={clip}'])
+  captured = capsys.readouterr()
+  err = captured.err.strip().splitlines()
+  assert code != 0 and len(err) == 1, err
+  assert 'checkpoint step 1 in ' in err[0] and 'corrupt' in err[0]
+  assert not captured.out.strip()

@@ -46,6 +46,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from typing import Any, Callable, Iterator
 
 from absl import logging
@@ -366,11 +367,45 @@ def _step_dir(mngr: ocp.CheckpointManager, step: int) -> str:
   return os.path.join(os.fspath(mngr.directory), str(int(step)))
 
 
+def _quiet_closed_loop_noise() -> None:
+  """Drops the late 'Event loop is closed' reports of a failed read.
+
+  When one array of a step fails to read, orbax's event loop ends while
+  tensorstore still completes the other reads; each completion then reports
+  RuntimeError('Event loop is closed') (through sys.unraisablehook or
+  sys.excepthook, depending on the thread that completes it), a traceback
+  each, some after our one-line error. They carry no information
+  (the failure is already reported), so the hook installed here drops
+  exactly those and passes everything else on. Installed once, before the
+  first read (the reports can come before the failure reaches us).
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, '_drops_closed_loop_noise', False):
+    return
+
+  def hook(info):
+    if (info.exc_type is RuntimeError
+        and str(info.exc_value) == 'Event loop is closed'):
+      return
+    previous(info)
+
+  def excepthook(kind, value, tb):
+    if kind is RuntimeError and str(value) == 'Event loop is closed':
+      return
+    previous_excepthook(kind, value, tb)
+
+  previous_excepthook = sys.excepthook
+  hook._drops_closed_loop_noise = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
+  sys.excepthook = excepthook
+
+
 def _restore_item(mngr: ocp.CheckpointManager, step: int, item: str, args,
                   *, file: str | None = None):
   """One item of `step`; _BadStep when it is missing or cannot be read."""
   if not os.path.isdir(os.path.join(_step_dir(mngr, step), item)):
     raise _BadStep(item, 'missing')
+  _quiet_closed_loop_noise()
   try:
     out = mngr.restore(int(step), args=ocp.args.Composite(**{item: args}))
     return out[item]
@@ -495,6 +530,7 @@ def read_guard(directory, step: int, item: str) -> Iterator[None]:
   files themselves: the error is one line naming the directory, the step,
   the item and the cause.
   """
+  _quiet_closed_loop_noise()
   try:
     yield
   except CheckpointError:
