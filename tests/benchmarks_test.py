@@ -1,7 +1,7 @@
 """Tests for benchmarks/ (harness smoke, gpu.sh, the PyTorch twins of the
 generators) and H's CPU convolutions.
 
-The restructured convolutions of `models.ordering` (`conv_impl='cpu'`) must
+The restructured convolutions of `models.cpu_conv` (`conv_impl='cpu'`) must
 compute what the plain `nn.Conv` / `layers` versions compute, forward and
 backward, up to float rounding (allclose 1e-5 relative to the largest
 value). The torch generators must have our parameter counts and, given our
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from benchmarks import run as bench
+from hypercut_jax.models import cpu_conv
 from hypercut_jax.models import jin2018
 from hypercut_jax.models import layers
 from hypercut_jax.models import ordering
@@ -48,13 +49,13 @@ def _lax_valid(x, w, stride=1, padding='VALID'):
 # ----------------------------------------------------------- CPU conv maths ---
 def test_space_to_depth_round_trip_and_order():
   x = _uniform((2, 6, 4, 3))
-  y = ordering.space_to_depth(x, 2)
+  y = cpu_conv.space_to_depth(x, 2)
   assert y.shape == (2, 3, 2, 12)
   # channel (p*r + q)*C + c holds x[2a+p, 2b+q, c]
   np.testing.assert_array_equal(y[1, 2, 1, (1 * 2 + 0) * 3 + 2], x[1, 5, 2, 2])
-  np.testing.assert_array_equal(ordering.depth_to_space(y, 2), x)
+  np.testing.assert_array_equal(cpu_conv.depth_to_space(y, 2), x)
   with pytest.raises(ValueError, match='divisible by 2'):
-    ordering.space_to_depth(_uniform((1, 5, 4, 3)), 2)
+    cpu_conv.space_to_depth(_uniform((1, 5, 4, 3)), 2)
 
 
 @pytest.mark.parametrize('k,shape,block', [
@@ -64,7 +65,7 @@ def test_space_to_depth_round_trip_and_order():
 def test_conv_s2d_equals_valid_conv(k, shape, block):
   x = _uniform(shape, 1)
   w = _uniform((k, k, shape[-1], 8), 2, -1.0, 1.0)
-  got = jax.jit(ordering.conv_s2d, static_argnums=(2, 3))(x, w, 2, block)
+  got = jax.jit(cpu_conv.conv_s2d, static_argnums=(2, 3))(x, w, 2, block)
   _close(got, _lax_valid(x, w))
 
 
@@ -77,12 +78,12 @@ def test_stride2_dgrad_equals_conv_vjp(shape, block):
   pad = ((1, 1), (1, 1))
   y, vjp = jax.vjp(lambda v: _lax_valid(v, w, 2, pad), x)
   g = _uniform(y.shape, 10, -1.0, 1.0)
-  got = jax.jit(ordering.stride2_dgrad, static_argnums=(2, 3, 4))(
+  got = jax.jit(cpu_conv.stride2_dgrad, static_argnums=(2, 3, 4))(
       g, w, shape[1], shape[2], block)
   assert got.shape == shape
   _close(got, vjp(g)[0])
   with pytest.raises(ValueError, match='3x3'):
-    ordering.stride2_dgrad(g, jnp.zeros((5, 5, 4, 6)), shape[1], shape[2])
+    cpu_conv.stride2_dgrad(g, jnp.zeros((5, 5, 4, 6)), shape[1], shape[2])
 
 
 @pytest.mark.parametrize('k,stride,block', [(7, 1, 10 ** 9), (7, 1, 1),
@@ -96,7 +97,7 @@ def test_im2col_wgrad_equals_conv_vjp(k, stride, block):
   g = _uniform(out.shape, 4, -1.0, 1.0)
   _, vjp = jax.vjp(lambda w: _lax_valid(x, w, stride), jnp.zeros((k, k, 3, 4)))
   want = vjp(g)[0]
-  got = jax.jit(ordering.im2col_wgrad, static_argnums=(2, 3, 4))(
+  got = jax.jit(cpu_conv.im2col_wgrad, static_argnums=(2, 3, 4))(
       x, g, k, stride, block)
   assert got.dtype == jnp.float32
   _close(got, want)
@@ -105,7 +106,7 @@ def test_im2col_wgrad_equals_conv_vjp(k, stride, block):
 def _conv_pair(kind, k, cin, cout, shape, seed=0):
   """(restructured CpuConv, plain nn.Conv) with the same params, and x."""
   x = _uniform(shape, seed)
-  fast = ordering.CpuConv(cout, k, kind)
+  fast = cpu_conv.CpuConv(cout, k, kind)
   if kind == 'stem':
     plain = nn.Conv(cout, (k, k), padding='VALID')
   else:
@@ -140,16 +141,16 @@ def test_cpu_conv_matches_plain_conv_forward_and_grads(kind, k, shape):
 
 def test_cpu_conv_bf16_and_bad_kind():
   fast, plain, params, x = _conv_pair('down', 3, 8, 8, (2, 12, 12, 8))
-  y16 = ordering.CpuConv(8, 3, 'down', jnp.bfloat16).apply(params, x)
+  y16 = cpu_conv.CpuConv(8, 3, 'down', jnp.bfloat16).apply(params, x)
   assert y16.dtype == jnp.bfloat16
   y32 = plain.apply(params, x)
   np.testing.assert_allclose(np.asarray(y16, np.float32), y32, rtol=0.05,
                              atol=0.05 * float(jnp.abs(y32).max()))
-  g = jax.grad(lambda p: jnp.sum(ordering.CpuConv(8, 3, 'down', jnp.bfloat16)
+  g = jax.grad(lambda p: jnp.sum(cpu_conv.CpuConv(8, 3, 'down', jnp.bfloat16)
                                  .apply(p, x).astype(jnp.float32)))(params)
   assert all(l.dtype == jnp.float32 for l in jax.tree.leaves(g))
   with pytest.raises(ValueError, match='kind'):
-    ordering.CpuConv(8, 3, 'up').init(jax.random.key(0), x)
+    cpu_conv.CpuConv(8, 3, 'up').init(jax.random.key(0), x)
 
 
 def test_resolve_conv_impl():

@@ -198,22 +198,32 @@ def test_sigterm_saves_a_restorable_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------ kill -9 and resume ---
-@pytest.mark.slow
-def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path):
-  args = ['--config.total_steps=12', '--config.ckpt_steps=2',
-          '--config.log_steps=1', '--config.data.num_train=64',
-          '--config.async_checkpoint=true']
-  # Uninterrupted reference, in this process (same 8 fake devices as the
-  # subprocesses, which inherit XLA_FLAGS).
+RESUME_ARGS = ['--config.total_steps=12', '--config.ckpt_steps=2',
+               '--config.log_steps=1', '--config.data.num_train=64',
+               '--config.async_checkpoint=true']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  """(final params, metrics rows) of the RESUME_ARGS run, uninterrupted, in
+  this process (same 8 fake devices as the subprocesses, which inherit
+  XLA_FLAGS)."""
   ref_cfg = _smoke_ordering_config()
   ref_cfg.total_steps = 12
   ref_cfg.ckpt_steps = 2
   ref_cfg.log_steps = 1
   ref_cfg.data.num_train = 64
-  loop.run(ref_cfg, str(tmp_path / 'ref'))
-  ref, ref_step = _final_params(str(tmp_path / 'ref'))
+  work = tmp_path_factory.mktemp('ref')
+  loop.run(ref_cfg, str(work))
+  ref, ref_step = _final_params(str(work))
   assert ref_step == 12
+  return ref, [json.loads(l) for l in open(work / 'metrics.jsonl')]
 
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path, uninterrupted):
+  args = RESUME_ARGS
+  ref, ref_rows = uninterrupted
   work = str(tmp_path / 'run')
   cmd = [sys.executable, '-m', 'hypercut_jax.main',
          '--config=configs/synthetic.py:stage=ordering,smoke',
@@ -244,15 +254,14 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path):
   # kill left are dropped on resume, then logged again once.
   rows = [json.loads(l) for l in open(os.path.join(work, 'metrics.jsonl'))]
   assert [r['step'] for r in rows if 'train/loss' in r] == list(range(1, 13))
-  ref_rows = [json.loads(l) for l in open(tmp_path / 'ref' / 'metrics.jsonl')]
   assert ([r['step'] for r in rows if 'eval/hit' in r]
           == [r['step'] for r in ref_rows if 'eval/hit' in r])
 
 
 @pytest.mark.slow
-def test_sigterm_exits_75_then_rerun_equals_uninterrupted_run(tmp_path):
-  args = ['--config.total_steps=400', '--config.ckpt_steps=200',
-          '--config.log_steps=1', '--config.data.num_train=64']
+def test_sigterm_exits_75_then_rerun_equals_uninterrupted_run(
+    tmp_path, uninterrupted):
+  args = RESUME_ARGS
   work = str(tmp_path / 'run')
   cmd = [sys.executable, '-m', 'hypercut_jax.main',
          '--config=configs/synthetic.py:stage=ordering,smoke',
@@ -275,23 +284,17 @@ def test_sigterm_exits_75_then_rerun_equals_uninterrupted_run(tmp_path):
   assert 'preempted: a checkpoint is saved; rerun the same command' in err
   assert 'Traceback' not in err
   stopped_at = checkpoint.latest_step(work)
-  assert stopped_at is not None and stopped_at < 400
+  assert stopped_at is not None and stopped_at < 12
 
   rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                          timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
-  ref_cfg = _smoke_ordering_config()
-  ref_cfg.total_steps = 400
-  ref_cfg.ckpt_steps = 200
-  ref_cfg.log_steps = 1
-  ref_cfg.data.num_train = 64
-  loop.run(ref_cfg, str(tmp_path / 'ref'))
-  ref, _ = _final_params(str(tmp_path / 'ref'))
+  ref, _ = uninterrupted
   got, step = _final_params(work)
-  assert step == 400
+  assert step == 12
   jax.tree.map(np.testing.assert_array_equal, ref, got)   # bit for bit
   rows = [json.loads(l) for l in open(os.path.join(work, 'metrics.jsonl'))]
-  assert [r['step'] for r in rows if 'train/loss' in r] == list(range(1, 401))
+  assert [r['step'] for r in rows if 'train/loss' in r] == list(range(1, 13))
 
 
 def _smoke_ordering_config():
