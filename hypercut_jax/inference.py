@@ -28,13 +28,17 @@ the step and the item: the step cannot be read or its bytes do not match its
 checksums; there is no fallback to another step here).
 """
 import dataclasses
-import os
 from typing import Any
 
 import jax
 import optax
 
+from hypercut_jax import models
 from hypercut_jax.models import ordering as ordering_model
+from hypercut_jax.train import checkpoint as ckpt_lib
+from hypercut_jax.train import generator as generator_lib
+from hypercut_jax.train import ordering as ordering_lib
+from hypercut_jax.train import saved_params
 
 KINDS = ('ordering', 'generator')
 _WHAT = {'ordering': 'an ordering network H (stage 1, or a converted '
@@ -60,40 +64,8 @@ class Loaded:
   directory: str
 
 
-def _is_step_dir(path: str) -> bool:
-  return (os.path.basename(os.path.normpath(path)).isdigit()
-          and os.path.isdir(os.path.join(path, 'state')))
-
-
-def _has_steps(path: str) -> bool:
-  return any(n.isdigit() and os.path.isdir(os.path.join(path, n))
-             for n in os.listdir(path))
-
-
-def resolve(path: str, expect: str | None = None) -> tuple[str, int | None]:
-  """(checkpoints directory, pinned step or None) for `path` (see module)."""
-  path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'checkpoint {path}: no such directory')
-  if not os.path.isdir(path):
-    hint = (' (an official PyTorch file? convert it first: python -m '
-            'hypercut_jax.convert --torch_checkpoint=FILE --output=DIR)'
-            if path.endswith(('.pth', '.pt', '.ckpt', '.tar')) else '')
-    raise ValueError(f'checkpoint {path}: is a file; expected a checkpoint '
-                     f'directory{hint}')
-  if _is_step_dir(path):
-    return os.path.dirname(path), int(os.path.basename(path))
-  sub = os.path.join(path, 'checkpoints')
-  if os.path.isdir(sub):
-    return sub, None
-  if expect is not None and os.path.isdir(os.path.join(path, expect,
-                                                       'checkpoints')):
-    return os.path.join(path, expect, 'checkpoints'), None
-  if _has_steps(path):
-    return path, None
-  raise FileNotFoundError(
-      f'checkpoint {path}: no checkpoint found (expected a workdir holding '
-      'checkpoints/, a checkpoints/ directory or a step directory)')
+# Checkpoint paths: the forms listed in the module docstring.
+resolve = saved_params.resolve
 
 
 def saved_kind(config: dict) -> str | None:
@@ -121,11 +93,6 @@ def build_model(kind: str, config: dict, precision: str | None = None):
 
   The init functions are the trainer's, so shapes match what it saves.
   """
-  # pylint: disable=g-import-not-at-top
-  from hypercut_jax import models
-  from hypercut_jax.train import generator as generator_lib
-  from hypercut_jax.train import ordering as ordering_lib
-  # pylint: enable=g-import-not-at-top
   model_cfg = config.get('model') or {}
   kwargs = json_tuples(dict(model_cfg.get('kwargs') or {}))
   precision = precision or config.get('precision') or 'float32'
@@ -183,10 +150,6 @@ def load(path: str, *, expect: str | None = None, step: int | None = None,
   A step that cannot be read or fails its checksums raises
   `checkpoint.CheckpointError` naming the step (no fallback to another).
   """
-  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp
-  from hypercut_jax.train import checkpoint as ckpt_lib
-  # pylint: enable=g-import-not-at-top
   if expect is not None and expect not in KINDS:
     raise ValueError(f'expect={expect!r}; known: {KINDS}')
   directory, pinned = resolve(path, expect)
@@ -210,17 +173,7 @@ def load(path: str, *, expect: str | None = None, step: int | None = None,
                      f'{name!r}); this needs {_WHAT[expect]}')
   model, init = build_model(kind, config, precision)
   expected = jax.eval_shape(init, jax.random.key(0))
-  mngr = ckpt_lib.open_read_only(directory)
-  try:
-    state_dir = os.path.join(str(mngr.directory), str(step), ckpt_lib.STATE)
-    with ckpt_lib.read_guard(directory, step, ckpt_lib.STATE):
-      tree = mngr.item_metadata(step)[ckpt_lib.STATE]
-      if tree is None and os.path.isdir(state_dir):
-        # Orbax logs and returns None when _METADATA is missing or damaged.
-        raise FileNotFoundError(f'no readable _METADATA in {state_dir}')
-    tree = tree.tree if hasattr(tree, 'tree') else tree
-  finally:
-    mngr.close()
+  tree = saved_params.state_layout(directory, step)
   if tree is None or 'params' not in tree:
     raise ValueError(f'checkpoint {path}: step {step} has no params in its '
                      'state item')
@@ -233,18 +186,8 @@ def load(path: str, *, expect: str | None = None, step: int | None = None,
   if kind == 'ordering':
     _check_shapes(path, {'hyperplane': tree['hyperplane']},
                   {'hyperplane': expected.hyperplane})
-  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  item = {n: tree[n] for n in names}
-  item = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-      item)
-  restore_args = jax.tree.map(
-      lambda _: ocp.ArrayRestoreArgs(sharding=sharding), item)
-  with ckpt_lib.read_guard(directory, step, ckpt_lib.STATE):
-    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
-      out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
-          item=item, restore_args=restore_args, partial_restore=True))
-  ckpt_lib.verify_state(directory, step, {n: out[n] for n in names})
+  out = saved_params.restore_entries(
+      directory, step, {n: tree[n] for n in names}, sharding=sharding)
   return Loaded(kind=kind, model=model, params=out['params'],
                 hyperplane=out.get('hyperplane'), config=config,
                 step=int(step), directory=directory)

@@ -45,6 +45,7 @@ from hypercut_jax.models import purohit2019
 from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import ordering as ordering_lib
+from hypercut_jax.train import saved_params
 from hypercut_jax.train import sharding as sharding_lib
 from hypercut_jax.train import state as state_lib
 
@@ -125,17 +126,21 @@ def load_centre_checkpoint(path: str, model, sharding=None):
   is not a jin2018 run or its centre shapes differ from `model`'s (naming
   both shapes); FileNotFoundError when nothing is there.
   """
-  from hypercut_jax import inference  # pylint: disable=g-import-not-at-top
   if not has_middle_net(model):
     raise ValueError(f'config.model.centre_checkpoint={path!r} needs a model '
                      'with a middle-frame network (purohit2019 with '
                      'model.kwargs.middle=\'jin_centre\')')
-  loaded = inference.load_generator(path, sharding=sharding)
-  name = (loaded.config.get('model') or {}).get('name')
-  if name != 'jin2018' or 'centre' not in loaded.params:
+  directory, step = saved_params.resolve(path, 'generator')
+  config, step = ckpt_lib.read_config(directory, step)
+  name = (config.get('model') or {}).get('name')
+  layout = saved_params.state_layout(directory, step)
+  params = (layout or {}).get('params') or {}
+  if name != 'jin2018' or 'centre' not in params:
     raise ValueError(f'config.model.centre_checkpoint={path!r} holds a '
                      f'{name!r} run; it must be a jin2018 generator run')
-  centre = loaded.params['centre']
+  centre = saved_params.restore_entries(
+      directory, step, {'params': {'centre': params['centre']}},
+      sharding=sharding)['params']['centre']
   # Shapes only (no compute); 240 is a multiple of any usual size multiple.
   x = jax.ShapeDtypeStruct((1, 240, 240, 3), jnp.float32)
   expected = jax.eval_shape(
@@ -143,7 +148,7 @@ def load_centre_checkpoint(path: str, model, sharding=None):
   purohit2019.check_centre(
       expected, centre,
       what=f'the jin2018 centre in config.model.centre_checkpoint={path!r}')
-  return centre, loaded.step
+  return centre, step
 
 
 def make_init(model, tx: optax.GradientTransformation, image_size: int,
