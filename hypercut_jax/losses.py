@@ -382,29 +382,3 @@ def flow_smoothness(flows: Sequence):
                      f'{len(flows) if hasattr(flows, "__len__") else "?"}')
   total = sum(jnp.mean(jnp.abs(jnp.asarray(f))) for f in flows)
   return total / len(flows)
-
-
-def generator_loss(pred, gt, scores, alpha, deblur: str = 'order_invariant',
-                   reg_form: str = 'official'):
-  """Stage-2 generator objective `L_D(pred, gt) + alpha * R_hyp(scores)`.
-
-  Args:
-    pred, gt: f32[..., T, H, W, C] in [0, 1].
-    scores: f32[..., P] frozen-H scores of the predicted forward pairs
-      `s([f_k, f_{T-1-k}])`, or None for the baseline (no regulariser).
-    alpha: regulariser weight (official 0.2); float or f32[].
-    deblur: a deblur loss name (see `deblur_loss`).
-    reg_form: 'official' | 'paper' form of R_hyp.
-
-  Returns:
-    (loss f32[], {'deblur': f32[], 'r_hyp': f32[]}); r_hyp is 0 when scores
-    is None.
-  """
-  l_d = deblur_loss(deblur, pred, gt)
-  if scores is None:
-    _check_form(reg_form)
-    r_hyp = jnp.zeros((), l_d.dtype)
-  else:
-    r_hyp = hyperplane_reg(scores, form=reg_form)
-  loss = l_d + alpha * r_hyp
-  return loss, {'deblur': l_d, 'r_hyp': r_hyp}

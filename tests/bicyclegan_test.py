@@ -1,13 +1,20 @@
-"""Tests for hypercut_jax.train.bicyclegan (predictor, decomposer, P_n)."""
+"""Tests for hypercut_jax.train.bicyclegan (predictor objective, updates, P_n).
+
+The predictor trains through the trainer's step
+(`animation.make_predictor_step`, which runs `ge_step` then `d_step`); the
+decomposer's training is tested in animation_test.py.
+"""
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from hypercut_jax import losses
 from hypercut_jax.models import zhong2022 as Z
+from hypercut_jax.train import animation
 from hypercut_jax.train import bicyclegan as BG
 
 
@@ -65,18 +72,6 @@ def test_latent_regression_loss():
   np.testing.assert_allclose(g, [[0.5, 0.5]])
 
 
-def test_decomposer_loss_sums_stages():
-  gt = jnp.zeros((1, 7, 4, 4, 3))
-  out = {'stage1': gt + 0.5, 'frames_raw': gt + 0.25, 'frames': gt + 0.25}
-  loss, terms = BG.decomposer_loss(out, gt)
-  assert float(terms['mse_stage1']) == pytest.approx(0.25)
-  assert float(terms['mse_stage2']) == pytest.approx(0.0625)
-  assert float(loss) == pytest.approx(0.3125)
-  g = jax.jit(jax.grad(lambda s: BG.decomposer_loss(
-      {'stage1': s, 'frames_raw': s + 0.1}, gt)[0]))(gt + 0.5)
-  assert np.all(np.isfinite(g))
-
-
 def test_ge_and_d_losses_trace_with_grads_for_separate_d2():
   pred = Z.tiny_guidance_predictor(separate_d2=True)
   params = jax.eval_shape(lambda k: pred.init(k, (32, 32)), _key(0))
@@ -101,14 +96,7 @@ def test_batch_errors():
     BG.d_loss(pred, cfg, params, {'blur': _batch()['blur']}, _key(0))
 
 
-def test_bicyclegan_schedule():
-  cfg = BG.BicycleGANConfig(niter_epochs=2, niter_decay_epochs=2)
-  sched = BG.bicyclegan_schedule(cfg, steps_per_epoch=10)
-  assert float(sched(0)) == pytest.approx(2e-4)
-  assert float(sched(19)) == pytest.approx(2e-4)
-  assert float(sched(30)) == pytest.approx(1e-4)
-  assert float(sched(40)) == pytest.approx(0.0)
-  assert float(BG.bicyclegan_schedule(cfg)(10 ** 6)) == pytest.approx(2e-4)
+def test_config_validation():
   with pytest.raises(ValueError, match='lambda_kl'):
     BG.BicycleGANConfig(lambda_kl=-1.0)
   with pytest.raises(ValueError, match='tau'):
@@ -116,132 +104,97 @@ def test_bicyclegan_schedule():
 
 
 # ------------------------------------------------------------ training ---
+LR = 2e-4
+
+
 @pytest.fixture(scope='module')
 def trained_predictor():
+  """Three iterations of the trainer's step, the authors' weights and Adam."""
   pred = Z.tiny_guidance_predictor()
-  steps = BG.make_bicyclegan_steps(pred)   # the authors' weights (lambda_z = 0)
-  state0 = steps.init(_key(0), (32, 32))
+  cfg = BG.BicycleGANConfig()   # lambda_z = 0
+  tx = optax.adam(LR, b1=0.5, b2=0.999)
+  state0 = jax.jit(animation.make_predictor_init(pred, tx, (32, 32)))(_key(0))
+  step = jax.jit(animation.make_predictor_step(
+      pred, cfg, tx, schedule=optax.constant_schedule(LR)))
   batch = _batch()
   state, history = state0, []
   for i in range(3):
-    key = _key(100 + i)
-    after_ge, m_ge = steps.train_step_ge(state, batch, key)
-    state, m_d = steps.train_step_d(after_ge, batch, key)
-    history.append((after_ge, jax.device_get({**m_ge, **m_d})))
-  return pred, steps, state0, state, history
+    state, metrics = step(state, batch, _key(100 + i))
+    history.append(jax.device_get(metrics))
+  return pred, cfg, tx, step, state0, state, history
+
+
+def _same(a, b):
+  return all(np.array_equal(x, y) for x, y in
+             zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
 def test_predictor_trains_without_nan_and_compiles_once(trained_predictor):
-  _, steps, state0, state, history = trained_predictor
-  for _, metrics in history:
+  _, _, _, step, state0, state, history = trained_predictor
+  for metrics in history:
     assert all(np.isfinite(v) for v in metrics.values()), metrics
-    assert {'train/loss_ge', 'train/loss_d', 'train/ce', 'train/kl', 'train/g_gan',
-            'train/g_gan2', 'train/d_fake', 'train/d_real'} <= set(metrics)
-  assert steps.train_step_ge._cache_size() == 1
-  assert steps.train_step_d._cache_size() == 1
+    assert {'train/loss', 'train/loss_ge', 'train/loss_d', 'train/ce',
+            'train/kl', 'train/g_gan', 'train/g_gan2', 'train/d_fake',
+            'train/d_real', 'train/acc'} <= set(metrics)
+    assert metrics['train/loss'] == pytest.approx(
+        metrics['train/loss_ge'] + metrics['train/loss_d'])
+    assert metrics['train/lr'] == pytest.approx(LR)
+  assert step._cache_size() == 1
   assert int(state.step) == 3
   assert set(state.opt_state) == {'ge', 'd'}
-  leaves = lambda t: jax.tree_util.tree_leaves(t)
   for name in ('g', 'e', 'd'):
-    assert any(not np.allclose(a, b) for a, b in
-               zip(leaves(state0.params[name]), leaves(state.params[name]))), name
+    assert not _same(state0.params[name], state.params[name]), name
 
 
 def test_ge_step_leaves_d_and_d_step_leaves_ge(trained_predictor):
-  _, steps, state0, _, history = trained_predictor
-  after_ge = history[0][0]
-  same = lambda a, b: all(np.array_equal(x, y) for x, y in
-                          zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-  assert same(after_ge.params['d'], state0.params['d'])
+  pred, cfg, tx, _, state0, _, history = trained_predictor
+  batch, key = _batch(), _key(100)
+  ge = jax.jit(functools.partial(BG.ge_step, pred, cfg, tx))
+  d = jax.jit(functools.partial(BG.d_step, pred, cfg, tx))
+  after_ge, m_ge = ge(state0, batch, key)
+  assert _same(after_ge.params['d'], state0.params['d'])
+  assert _same(after_ge.opt_state['d'], state0.opt_state['d'])
   assert int(after_ge.step) == 0
-  after_d, _ = steps.train_step_d(after_ge, _batch(), _key(100))
-  assert same(after_d.params['g'], after_ge.params['g'])
-  assert same(after_d.params['e'], after_ge.params['e'])
+  after_d, m_d = d(after_ge, batch, key)
+  assert _same(after_d.params['g'], after_ge.params['g'])
+  assert _same(after_d.params['e'], after_ge.params['e'])
+  assert int(after_d.step) == 1
+  # The trainer's first step is these two updates with one key: the same
+  # losses (D's judged with the updated G). Params are not compared: Adam's
+  # first step is lr * g / (|g| + eps), and the biases before an
+  # InstanceNorm have gradients of rounding noise only.
+  assert float(m_ge['train/loss_ge']) == pytest.approx(
+      history[0]['train/loss_ge'], rel=1e-5)
+  assert float(m_d['train/loss_d']) == pytest.approx(
+      history[0]['train/loss_d'], rel=1e-5)
 
 
 def test_sample_guidance_shapes_and_keys(trained_predictor):
-  _, steps, _, state, _ = trained_predictor
+  pred, _, _, _, _, state, _ = trained_predictor
+  sample = jax.jit(BG.sample_guidance, static_argnums=0, static_argnames='n')
   blur = _batch()['blur'][:2, :30, :28]   # not a multiple of 32: padded inside
-  g = steps.sample_guidance(state.params, blur, _key(7), n=3)
+  g = sample(pred, state.params, blur, _key(7), n=3)
   assert g.shape == (3, 2, 30, 28) and g.dtype == jnp.int32
   assert int(g.min()) >= 0 and int(g.max()) < Z.N_CLASSES
-  g2 = steps.sample_guidance(state.params, blur, _key(8), n=3)
+  g2 = sample(pred, state.params, blur, _key(8), n=3)
   assert not np.array_equal(g, g2)
 
 
-# ---------------------------------------------------------- decomposer ---
-@pytest.fixture(scope='module')
-def decomposer_setup():
-  # Random heads: a decomposer that starts at the blur ignores the guidance
-  # at init, and these tests compare outputs under different guidance draws.
-  model = Z.TinyDecomposer(start_at_blur=False)
-  tx = BG.decomposer_optimizer(total_steps=10)
-  state = BG.init_decomposer_state(model, tx, _key(0), (32, 32))
-  return model, tx, state
-
-
-def _mean_pair_score(frames):
-  """A stand-in frozen scorer: f32[B,7,H,W,3] -> f32[B,3] forward-pair scores."""
-  pairs = losses.make_pairs(frames)
-  return jnp.mean(pairs[..., :3] - pairs[..., 3:], axis=(-3, -2, -1))
-
-
-def test_decomposer_trains_and_decreases_loss(decomposer_setup):
-  model, tx, state = decomposer_setup
-  step = BG.make_decomposer_step(model, tx)
-  batch = _batch(b=2)
-  losses_seen = []
-  for i in range(3):
-    state, m = step(state, batch, _key(i))
-    losses_seen.append(float(m['train/loss']))
-    assert np.isfinite(losses_seen[-1])
-    assert float(m['train/loss']) == pytest.approx(
-        float(m['train/mse_stage1'] + m['train/mse_stage2']), rel=1e-6)
-  assert losses_seen[-1] < losses_seen[0]
-  assert int(state.step) == 3
-  assert step._cache_size() == 1
-
-
-def test_decomposer_step_with_hypercut_regulariser(decomposer_setup):
-  model, tx, state = decomposer_setup
-  step = BG.make_decomposer_step(model, tx)
-  batch = _batch(b=2)
-  base, m0 = step(state, batch, _key(0), h_score_fn=_mean_pair_score, alpha=0.0)
-  reg, m1 = step(state, batch, _key(0), h_score_fn=_mean_pair_score, alpha=5.0)
-  assert step._cache_size() == 1   # alpha is traced, h_score_fn static
-  assert float(m0['train/r_hyp']) == pytest.approx(float(m1['train/r_hyp']))
-  assert float(m1['train/loss']) == pytest.approx(
-      float(m1['train/mse_stage1'] + m1['train/mse_stage2'] + 5.0 * m1['train/r_hyp']),
-      rel=1e-5)
-  # Official form: sum over the 3 pairs of softplus(score) > 0; with scores
-  # near 0 on an untrained model it is close to 3 * log 2.
-  assert 0.0 < float(m1['train/r_hyp']) < 3 * math.log(2) + 0.5
-  diff = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
-                                base.params, reg.params)
-  assert max(jax.tree_util.tree_leaves(diff)) > 0
-  with pytest.raises(ValueError, match="'guidance'"):
-    step(state, {k: v for k, v in batch.items() if k != 'guidance'}, _key(0))
-
-
 # ----------------------------------------------------------------- P_n ---
-def test_sample_fn_shapes_and_different_keys(trained_predictor, decomposer_setup):
-  pred, _, _, pstate, _ = trained_predictor
-  model, _, dstate = decomposer_setup
-  batch = {'blur': _batch(b=2)['blur'][:, :30, :28]}
-  sample_fn = BG.make_sample_fn(pred, pstate.params, model, dstate.params)
-  a = sample_fn(batch, _key(11))
-  b = sample_fn(batch, _key(12))
-  assert a.shape == (2, 7, 30, 28, 3) and a.dtype == jnp.float32
+def test_decompose_samples_shapes_and_different_draws(trained_predictor):
+  pred, _, _, _, _, pstate, _ = trained_predictor
+  # Random heads: a decomposer that starts at the blur ignores the guidance
+  # at init, and this test compares outputs under different guidance draws.
+  model = Z.TinyDecomposer(start_at_blur=False)
+  dstate = jax.jit(animation.make_decomposer_init(model, optax.adam(1e-4), 32))(
+      _key(0))
+  decompose = jax.jit(BG.decompose_samples, static_argnums=(0, 1),
+                      static_argnames='n')
+  blur = _batch(b=2)['blur'][:, :30, :28]   # padded to 32 inside, cropped back
+  a = decompose(pred, model, pstate.params, dstate.params, blur, _key(11), n=3)
+  assert a.shape == (3, 2, 7, 30, 28, 3) and a.dtype == jnp.float32
   assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
-  assert not np.allclose(a, b)   # different guidance draws
-  multi = BG.make_multi_sample_fn(pred, pstate.params, model, dstate.params, n=3)
-  m = multi(batch, _key(11))
-  assert m.shape == (3, 2, 7, 30, 28, 3)
-  assert not np.allclose(m[0], m[1])   # each draw has its own guidance map
-  # Params as traced arguments: same numbers, same compiled program.
-  before = BG._decompose_samples_jit._cache_size()
-  c = BG.make_param_sample_fn(pred, model)(pstate.params, dstate.params, batch, _key(11))
-  np.testing.assert_array_equal(c, a)
-  assert BG._decompose_samples_jit._cache_size() == before
-  with pytest.raises(ValueError, match='n must be'):
-    BG.make_multi_sample_fn(pred, pstate.params, model, dstate.params, n=0)
+  assert not np.allclose(a[0], a[1])   # each draw has its own guidance map
+  b = decompose(pred, model, pstate.params, dstate.params, blur, _key(12), n=3)
+  assert not np.allclose(a, b)         # different keys, different draws
+  assert decompose._cache_size() == 1

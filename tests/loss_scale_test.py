@@ -19,7 +19,6 @@ from hypercut_jax import losses
 from hypercut_jax.models import ordering as ordering_model
 from hypercut_jax.train import animation
 from hypercut_jax.train import generator as generator_lib
-from hypercut_jax.train import loop
 from hypercut_jax.train import sharding as sharding_lib
 
 RTOL = 1e-5
@@ -234,8 +233,8 @@ def test_loop_generator_step_runs_in_both_spaces():
   batch = {'blur': sharp.mean(1).astype(np.uint8), 'sharp': sharp}
   deblur, state = {}, None
   for space in ('official', 'unit'):
-    parts = loop._generator_parts(  # pylint: disable=protected-access
-        _loop_config(space), tx, schedule, mesh)
+    parts = generator_lib.parts(_loop_config(space), mesh, tx=tx,
+                                schedule=schedule)
     if state is None:   # the same initial params for both spaces
       state = jax.jit(parts.init)(jax.random.key(0, impl='rbg'))
     _, m = jax.jit(parts.step)(state, batch, jax.random.key(1))
@@ -243,8 +242,8 @@ def test_loop_generator_step_runs_in_both_spaces():
     assert np.isfinite(float(m['train/loss']))
   assert deblur['official'] > 5 * deblur['unit'] > 0, deblur
   with pytest.raises(ValueError, match='config.loss.space'):
-    loop._generator_parts(  # pylint: disable=protected-access
-        _loop_config('pixels'), tx, schedule, mesh)
+    generator_lib.parts(_loop_config('pixels'), mesh, tx=tx,
+                        schedule=schedule)
   # The decomposer stage reads the same field.
   with pytest.raises(ValueError, match='config.loss.space'):
     animation.decomposer_parts(_loop_config('pixels'), tx, schedule, mesh,

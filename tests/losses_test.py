@@ -279,24 +279,6 @@ def test_flow_smoothness_by_hand():
     losses.flow_smoothness([])
 
 
-def test_generator_loss_by_hand():
-  pred = _frames([[-0.2, 0.9, 0.5]])
-  gt = _frames([[0.1, 0.7, 0.6]])
-  scores = np.array([[0.0]], np.float32)
-  loss, aux = losses.generator_loss(pred, gt, scores, alpha=0.2)
-  # OI = 0.2 / 3 (see above); R_hyp = softplus(0) = log 2.
-  np.testing.assert_allclose(aux['deblur'], 0.2 / 3, rtol=1e-5)
-  np.testing.assert_allclose(aux['r_hyp'], math.log(2), rtol=1e-6)
-  np.testing.assert_allclose(loss, 0.2 / 3 + 0.2 * math.log(2), rtol=1e-5)
-  loss, aux = losses.generator_loss(pred, gt, np.array([[2.0]]), alpha=0.5,
-                                    deblur='mse', reg_form='paper')
-  np.testing.assert_allclose(loss, np.mean((pred - gt)**2) + 0.5 * 2.0,
-                             rtol=1e-5)
-  loss, aux = losses.generator_loss(pred, gt, None, alpha=0.2)
-  assert aux['r_hyp'] == 0.0
-  np.testing.assert_allclose(loss, 0.2 / 3, rtol=1e-5)
-
-
 # ----------------------------------------- gradients and transformations ---
 
 
@@ -312,7 +294,6 @@ def _loss_fns():
       'oi': lambda p, g, u, v: losses.order_invariant_loss(p, g),
       'oi_slide': lambda p, g, u, v: losses.order_invariant_loss(p, g, 'slide'),
       'flow': lambda p, g, u, v: losses.flow_smoothness([p, g]),
-      'generator': lambda p, g, u, v: losses.generator_loss(p, g, u, 0.2)[0],
   }
 
 

@@ -499,7 +499,7 @@ def test_centre_checkpoint_is_checked_and_copied_in(tmp_path):
 
 
 def test_generator_parts_load_the_centre_and_evaluate_both_middles(tmp_path):
-  # The trainer's stage-2 parts (loop._generator_parts) without a train
+  # The trainer's stage-2 parts (generator.parts) without a train
   # step (the Purohit step compiles slowly on CPU; main_test runs one).
   jin_dir, jin_params = _saved_run(
       tmp_path / 'jin', _generator_config('jin2018', JIN_KW, 20))
@@ -509,13 +509,13 @@ def test_generator_parts_load_the_centre_and_evaluate_both_middles(tmp_path):
   mesh = loop.sharding_lib.make_mesh(jax.devices()[:1])
   _, test_src = loop._sources(c)
   batches = loop._eval_batches_fn(c, test_src)
-  parts = loop._generator_parts(c, optax.adam(1e-3), None, mesh)
+  parts = generator_lib.parts(c, mesh, tx=optax.adam(1e-3), schedule=None)
   state = jax.jit(parts.init)(jax.random.key(0, impl='rbg'))
   jax.tree.map(np.testing.assert_array_equal, state.params['centre'],
                jin_params['centre'])
   estimate, _ = parts.make_evaluate(batches)(state)   # default with a centre
   c.eval.middle = 'gt'
-  gt_parts = loop._generator_parts(c, optax.adam(1e-3), None, mesh)
+  gt_parts = generator_lib.parts(c, mesh, tx=optax.adam(1e-3), schedule=None)
   gt, _ = gt_parts.make_evaluate(batches)(state)
   assert (estimate['middle_gt'], gt['middle_gt']) == (0.0, 1.0)
   assert estimate['n'] == gt['n'] == 8

@@ -1,8 +1,9 @@
 """Animation-from-Blur (Zhong et al., ECCV 2022): decomposer + guidance predictor.
 
-Facts from the paper and the authors' code (zzh-tech/Animation-from-Blur,
-configs `mbd_2s_residual.yaml` and `cvaegan_gumble_celoss_z4.yaml`); the code
-here is ours.
+Architecture facts from the paper and the authors' code
+(zzh-tech/Animation-from-Blur, configs `mbd_2s_residual.yaml` and
+`cvaegan_gumble_celoss_z4.yaml`); the code is ours, and so are the defaults
+marked "ours" below.
 
 **Motion guidance** (`hypercut_jax.data.guidance`): a class map in {0: static,
 1..4: quadrant directions}. The generator protocol passes it as
@@ -10,38 +11,45 @@ here is ours.
 two channels `(sx, sy)` in {-1, 0, 1} (their "trend", `CLASS_SIGNS` below),
 concatenated to the blur (3 + 2 = 5 input channels).
 
-**Decomposer** (`Decomposer`, ~129M parameters at the authors' width): two
-`DecomposerStage`s, each conv7x7 -> 128, two down blocks (conv3x3 + stride-2
-conv3x3) to 256 / 512, 12 pre-activation residual blocks (512), two up
-blocks (4x4 stride-2 transposed conv + conv3x3) back to 128, conv7x7 -> 21
-channels, sigmoid = 7 RGB frames (channel = 3 * frame + colour, as the
-authors' `reshape(b, 7, 3, h, w)`). Zero padding everywhere (torch
-`padding=1/3`); the transposed conv uses padding k-1-p = 2 and
-`transpose_kernel=True`, so a torch `ConvTranspose2d` weight (in, out, kh, kw)
-converts by a plain transpose to (kh, kw, out, in).
-  * stage 1: input blur + trend; its output is replaced by the blur itself
-    wherever the guidance is static (authors: `dynamic * s1 + static * blur`);
-  * stage 2: input blur + the 21 channels of stage 1, output added to stage 1
-    (`residual: true`). The authors' stage-2 head is a sigmoid too, so the
-    residual is non-negative (`residual_activation='sigmoid'`); 'tanh' is
-    the signed option.
-  * start at the blur (`start_at_blur=True`, the default; ours): both heads
-    become residuals on the blur that are zero at init. Stage 1 is
-    `blur + tanh(h1)` per frame and stage 2 `s1 + tanh(h2)` (`blur +
-    tanh(h2)` with `residual=False`), the final convs (`final_conv`, kernel
-    and bias) start at zero, so `stage1 == frames_raw == frames == blur` at
-    step 0. The first gradient step moves only the two `final_conv`s, later
-    steps the whole network. `residual_activation` defaults to None: 'tanh'
-    with start_at_blur, 'sigmoid' (the authors') without; 'sigmoid' with
-    start_at_blur raises (a sigmoid residual is 0.5, not 0, at init).
-    `start_at_blur=False` is the authors' architecture (sigmoid heads; Flax
-    default inits), the setting for loading their checkpoints. Parameter
-    names and shapes do not depend on it.
-  * loss (`train/bicyclegan.py:decomposer_loss`): MSE of each stage against
-    the ground truth, summed (the authors sum the loss over all stages).
-  * normalisation: the authors use (Sync)BatchNorm. The generator protocol
-    allows `{'params'}` only (no batch statistics), so the default is
-    InstanceNorm with affine scale/bias (the same parameter count as
+**Decomposer** (`Decomposer`, generator `zhong2022`, ~129M parameters at the
+authors' width): two `DecomposerStage`s, each conv7x7 -> 128, two down blocks
+(conv3x3 + stride-2 conv3x3) to 256 / 512, 12 pre-activation residual blocks
+(512), two up blocks (4x4 stride-2 transposed conv + conv3x3) back to 128,
+and a conv7x7 head (`final_conv`) -> 21 channels = 7 RGB frames (channel =
+3 * frame + colour, as the authors' `reshape(b, 7, 3, h, w)`). Zero padding
+everywhere (torch `padding=1/3`); the transposed conv uses padding k-1-p = 2
+and `transpose_kernel=True`, so a torch `ConvTranspose2d` weight (in, out,
+kh, kw) converts by a plain transpose to (kh, kw, out, in).
+  * stages: stage 1 reads blur + trend; its frames are replaced by the blur
+    wherever the guidance is static (authors: `dynamic * s1 + static *
+    blur`). Stage 2 reads the blur and the 21 channels of stage 1 and, with
+    `residual=True` (the authors' `residual: true`), its output is added to
+    stage 1. `two_stage=False` keeps stage 1 only.
+  * heads by default (`start_at_blur=True`, ours): residuals on the blur
+    that are zero at init. Stage 1 is `blur + tanh(h1)` per frame and stage
+    2 `s1 + tanh(h2)` (`blur + tanh(h2)` with `residual=False`); both
+    `final_conv`s (kernel and bias) start at zero, so `stage1 == frames_raw
+    == frames == blur` at step 0. The first gradient step moves only the two
+    `final_conv`s, later steps the whole network. `residual_activation`
+    defaults to None, which resolves to 'tanh' here; 'sigmoid' on a residual
+    stage 2 raises (a sigmoid residual is 0.5, not 0, at init).
+  * the authors' heads (`start_at_blur=False`): sigmoids with Flax's default
+    inits; stage 1 outputs the frames, stage 2 a non-negative residual
+    (`residual_activation` None = 'sigmoid'; 'tanh' is the signed option; a
+    direct stage 2, `residual=False`, is a sigmoid). The setting for loading
+    their checkpoints. `stage2_activation` resolves the stage-2 head;
+    parameter names and shapes do not depend on `start_at_blur`.
+  * outputs: 'frames' (stage 2 clipped to [0, 1]), 'frames_raw' (stage 2
+    before clipping), 'stage1'.
+  * loss (`train/animation.py:decomposer_terms`): `config.loss.deblur` (MSE
+    for the authors) of each stage's raw output against the ground truth,
+    summed over the stages (as the authors), in `config.loss.space`
+    (default: the official HyperCUT trainer's ImageNet-normalised space);
+    "+ HyperCUT" adds alpha * R_hyp of a frozen H on the raw stage-2 frames
+    (`animation.make_decomposer_step`).
+  * normalisation (ours): the authors use (Sync)BatchNorm. The generator
+    protocol allows `{'params'}` only (no batch statistics), so the default
+    is InstanceNorm with affine scale/bias (the same parameter count as
     BatchNorm's affine part); `norm='affine'` is a per-channel scale and
     bias, i.e. BatchNorm in eval mode, the target for converting the
     authors' checkpoints (`gamma / sqrt(var + eps)`, `beta - mean * that`);
@@ -58,6 +66,8 @@ the blur); `basic_256_multi` PatchGAN discriminator (2 scales, ndf = 64 and
 32, 3 layers, unconditional: it judges one-hot guidance maps only), the same
 D for the encoded and the random branch (`use_same_D: true`). A generated
 map reaches D as a straight-through Gumbel-softmax sample (tau = 1, hard).
+Its objective and updates are in `train/bicyclegan.py`, its trainer stage
+('predictor') in `train/animation.py`.
 """
 import dataclasses
 import functools

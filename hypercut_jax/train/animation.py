@@ -79,6 +79,7 @@ from hypercut_jax import models
 from hypercut_jax.models import zhong2022
 from hypercut_jax.train import bicyclegan
 from hypercut_jax.train import checkpoint as ckpt_lib
+from hypercut_jax.train import config as config_lib
 from hypercut_jax.train import evaluators
 from hypercut_jax.train import generator as generator_lib
 from hypercut_jax.train import optim as optim_lib
@@ -265,10 +266,9 @@ def predictor_metrics(predictor, n_samples: int, params, arrays, key):
 def predictor_parts(cfg, schedule: optax.Schedule, mesh, *,
                     steps_per_epoch: int, total_steps: int):
   """The loop's StageParts of the 'predictor' stage (see module docstring)."""
-  from hypercut_jax.train import loop  # pylint: disable=g-import-not-at-top
   predictor = make_predictor(cfg.model.get('kwargs'), cfg.precision)
   bcfg = loss_config(cfg.loss)
-  decay = loop.steps_of('linear_decay', cfg.optim, steps_per_epoch)
+  decay = config_lib.steps_of('linear_decay', cfg.optim, steps_per_epoch)
   schedule = linear_tail(schedule, decay, total_steps)
   tx = optim_lib.make_optimizer(cfg.optim, schedule)
   crop = cfg.input.crop
@@ -285,7 +285,7 @@ def predictor_parts(cfg, schedule: optax.Schedule, mesh, *,
       return evaluator.run(state.params), None
     return evaluate
 
-  return loop.StageParts(
+  return state_lib.StageParts(
       init=make_predictor_init(predictor, tx, (crop, crop)),
       step=make_predictor_step(predictor, bcfg, tx, schedule),
       extra=(), extra_shardings=(), make_evaluate=make_evaluate,
@@ -463,11 +463,10 @@ def decomposer_parts(cfg, tx: optax.GradientTransformation, schedule, mesh, *,
                      model, h=(None, None, None), score_fn=None):
   """The loop's StageParts of a generator stage with model 'zhong2022'.
 
-  Called by `loop._generator_parts` once it has built the model and loaded
-  the frozen H: h = (h_model, h_params, hyperplane) (all None without H);
-  score_fn: H's pair scorer for hit/con of the predictions (or None).
+  model: the built Decomposer; h = (h_model, h_params, hyperplane) (all
+  None without H); score_fn: H's pair scorer for hit/con of the predictions
+  (or None). `decomposer_stage` builds them from the config.
   """
-  from hypercut_jax.train import loop  # pylint: disable=g-import-not-at-top
   h_model, h_params, hyperplane = h
   step = make_decomposer_step(
       model, tx, loss_name=cfg.loss.deblur, h_model=h_model,
@@ -479,11 +478,31 @@ def decomposer_parts(cfg, tx: optax.GradientTransformation, schedule, mesh, *,
     extra_sh = (jax.tree.map(lambda _: repl, h_params), repl)
   else:
     extra, extra_sh = (None, None), (None, None)
-  return loop.StageParts(
+  return state_lib.StageParts(
       init=make_decomposer_init(model, tx, cfg.input.crop), step=step,
       extra=extra, extra_shardings=extra_sh,
       make_evaluate=make_decomposer_evaluate(cfg, model, mesh, score_fn=score_fn),
       table_stage='animation')
+
+
+def decomposer_stage(cfg, mesh, *, tx, schedule, **unused):
+  """The loop's StageParts of a generator stage with model 'zhong2022':
+  the model and the frozen H from the config, then `decomposer_parts`."""
+  del unused
+  model = generator_lib.make_model(cfg.model.name, cfg.model.get('kwargs'),
+                                   cfg.precision)
+  h, score_fn = generator_lib.frozen_h(cfg, mesh)
+  return decomposer_parts(cfg, tx, schedule, mesh, model=model, h=h,
+                          score_fn=score_fn)
+
+
+def predictor_stage(cfg, mesh, *, schedule, steps_per_epoch, total_steps,
+                    **unused):
+  """The loop's StageParts of the 'predictor' stage (`predictor_parts`;
+  the predictor builds its own optimiser)."""
+  del unused
+  return predictor_parts(cfg, schedule, mesh, steps_per_epoch=steps_per_epoch,
+                         total_steps=total_steps)
 
 
 # ============================================================================
@@ -497,9 +516,10 @@ def _check_guidance_data(cfg, prefix, what):
         'frames) or use B-Aist++')
 
 
-def validate_predictor(cfg, prefix: str = 'config') -> None:
+def validate_predictor(cfg, prefix: str = 'config', *, auto_h: bool = False
+                       ) -> None:
   """Checks the 'predictor' stage fields; ValueError names the field."""
-  from hypercut_jax.train import loop  # pylint: disable=g-import-not-at-top
+  del auto_h   # the predictor needs no frozen model
   name = cfg.model.get('name')
   if name != PREDICTOR_MODEL:
     raise ValueError(f'{prefix}.model.name={name!r}; known for the predictor '
@@ -524,7 +544,7 @@ def validate_predictor(cfg, prefix: str = 'config') -> None:
   if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
     raise ValueError(f'{prefix}.eval.samples={samples!r}; must be an int >= 1')
   try:
-    loop.steps_of('linear_decay', cfg.optim, 1)
+    config_lib.steps_of('linear_decay', cfg.optim, 1)
   except ValueError as e:
     raise ValueError(f'{prefix}.optim: {e}') from None
   best = cfg.best_metric
@@ -563,3 +583,10 @@ def validate_decomposer(cfg, prefix: str = 'config', *, chained: bool = False) -
       or len(set(ns)) != len(ns)):
     raise ValueError(f'{prefix}.eval.p_n={ns!r}; expected distinct ints >= 1, '
                      'e.g. (1, 3, 5)')
+
+
+def validate_decomposer_stage(cfg, *, prefix: str, auto_h: bool = False
+                              ) -> None:
+  """A zhong2022 generator stage: the generator checks, then its own."""
+  generator_lib.validate(cfg, prefix=prefix, auto_h=auto_h)
+  validate_decomposer(cfg, prefix, chained=auto_h)

@@ -1,9 +1,14 @@
-"""Animation-from-Blur training pieces: guidance predictor, decomposer, P_n.
+"""BicycleGAN guidance predictor objective, its G/E and D updates, and P_n.
 
-**Guidance predictor (BicycleGAN, cVAE-GAN + cLR-GAN).** The batch of B
-examples (B even) is split in halves as in the authors' code: the first
-half (A1 = blur, B1 = guidance) drives both branches, the second half's
-guidance B2 is the "real" sample the random branch is judged against.
+The pieces `train/animation.py` assembles into the 'predictor' stage (and,
+for P_n, into the zhong2022 generator stage's evaluation); the decomposer's
+training (`animation.decomposer_terms`, `animation.make_decomposer_step`) is
+there too.
+
+**Objective (cVAE-GAN + cLR-GAN).** The batch of B examples (B even) is
+split in halves as in the authors' code: the first half (A1 = blur, B1 =
+guidance) drives both branches, the second half's guidance B2 is the "real"
+sample the random branch is judged against.
 
   cVAE-GAN: (mu, logvar) = E(onehot(B1)); z_e = mu + exp(logvar / 2) * eps;
             logits_e = G(A1, z_e)
@@ -19,52 +24,46 @@ guidance B2 is the "real" sample the random branch is judged against.
            + LSGAN(D|D2(gumbel(logits_r)), fake) + LSGAN(D|D2(onehot(B2)), real)
 
 LSGAN = sum over discriminator scales of mean (D - target)^2, target 1 / 0.
-`gumbel` is the straight-through Gumbel-softmax (tau 1, hard). Defaults are
-the authors' `cvaegan_gumble_celoss_z4.yaml`: lambda_ce 10, lambda_gan 1,
-lambda_gan2 1, lambda_kl 0.01, lambda_l1 0, lambda_z 0 (their released
-predictor trains without latent regression; set lambda_z > 0, e.g.
-BicycleGAN's 0.5, for the full cLR-GAN), Adam lr 2e-4, betas (0.5, 0.999)
-for G, E and D, lr constant for `niter` epochs then linear to 0 over
-`niter_decay` epochs (100 + 100).
+`gumbel` is the straight-through Gumbel-softmax (hard, temperature `tau`).
+`BicycleGANConfig` holds the weights and tau; its defaults are the authors'
+`cvaegan_gumble_celoss_z4.yaml`: lambda_ce 10, lambda_gan 1, lambda_gan2 1,
+lambda_kl 0.01, lambda_l1 0, lambda_z 0 (their released predictor trains
+without latent regression; set lambda_z > 0, e.g. BicycleGAN's 0.5, for the
+full cLR-GAN), tau 1. The optimiser is not here: the stage's `config.optim`
+(authors: Adam lr 2e-4, betas (0.5, 0.999), one optimiser for G/E and for D
+with two states) and `animation.linear_tail` for their linear decay to 0
+(`optim.linear_decay_epochs`).
 
-One train state holds both networks: `TrainState(step, params={'g', 'e',
-'d'[, 'd2']}, opt_state={'ge': ..., 'd': ...})`, so one checkpoint has
-everything. An iteration is `train_step_ge` then `train_step_d` with the same
-key: both fold it with `state.step`, so D judges the same z and Gumbel
-draws the G/E step used (regenerated with the updated G; the authors reuse
-the pre-update fakes). `step` counts iterations and moves in the D step.
+**Updates.** `ge_loss` / `d_loss` are the objectives; `ge_step` (G and E,
+D frozen; `step` unchanged) and `d_step` (D, G and E frozen; `step` + 1)
+update a `TrainState(step, params={'g', 'e', 'd'[, 'd2']},
+opt_state={'ge': ..., 'd': ...})` (built by `animation.make_predictor_init`),
+so one checkpoint has everything. They are pure, un-jitted functions:
+`animation.make_predictor_step` runs `ge_step` then `d_step` with the same
+key in one trainer step. Both fold the key with `state.step`, so D judges
+the same z and Gumbel draws the G/E update used (regenerated with the
+updated G; the authors reuse the pre-update fakes).
 
-**Decomposer.** `decomposer_loss` = MSE(stage 1, gt) + MSE(stage 2, gt) (the
-authors sum the MSE over both stages); "[3] + HyperCUT" adds
-`alpha * losses.hyperplane_reg(h_score_fn(frames))` on the stage-2
-prediction. Optimiser: AdamW lr 1e-4, weight decay 1e-4, cosine to 1e-6.
-
-**P_n.** `make_sample_fn` draws one guidance map from the predictor per call
-and decomposes the blur with it (`BestOfNEvaluator` calls it n times with
-different keys); `make_multi_sample_fn` draws n at once;
-`make_param_sample_fn` takes both params as traced arguments (no recompile
-when evaluating a model that is still training).
-
-The steps here are plain `jax.jit`s; the pure `ge_step` / `d_step` /
-`decomposer_loss` are module-level so a trainer can re-jit them with
-shardings and donation.
+**Sampling and P_n.** `sample_guidance` draws n guidance maps per image from
+G with z ~ N(0, I); `decompose_samples` decomposes the blur with each of
+them (padded to both networks' size multiples, cropped back), the draws
+`animation.make_decomposer_evaluate` jits for P_n
+(`evaluators.BestOfNEvaluator`). `to_float` and `_pad_to_multiple` are the
+shared input helpers.
 """
 import dataclasses
-import functools
-from typing import Callable, NamedTuple
+import math
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from hypercut_jax import losses
 from hypercut_jax.models import zhong2022
-from hypercut_jax.train import state as state_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class BicycleGANConfig:
-  """Loss weights and optimiser of the guidance predictor (authors' values)."""
+  """Loss weights and Gumbel temperature of the predictor (authors' values)."""
   lambda_ce: float = 10.0
   lambda_gan: float = 1.0
   lambda_gan2: float = 1.0
@@ -72,20 +71,14 @@ class BicycleGANConfig:
   lambda_l1: float = 0.0
   lambda_z: float = 0.0
   tau: float = 1.0
-  lr: float = 2e-4
-  b1: float = 0.5
-  b2: float = 0.999
-  niter_epochs: int = 100
-  niter_decay_epochs: int = 100
 
   def __post_init__(self):
     for f in dataclasses.fields(self):
       if getattr(self, f.name) < 0:
         raise ValueError(f'BicycleGANConfig.{f.name}={getattr(self, f.name)}; '
                          'must be >= 0')
-    if self.tau <= 0 or self.lr <= 0:
-      raise ValueError(f'BicycleGANConfig tau and lr must be > 0; got '
-                       f'tau={self.tau}, lr={self.lr}')
+    if self.tau <= 0:
+      raise ValueError(f'BicycleGANConfig tau must be > 0; got tau={self.tau}')
 
 
 def to_float(images):
@@ -134,17 +127,7 @@ def latent_regression_loss(mu_pred, z):
   return jnp.mean(jnp.abs(mu_pred - z))
 
 
-def decomposer_loss(out: dict, sharp):
-  """Sum over stages of MSE against sharp f32[B,7,H,W,3]; returns (loss, terms)."""
-  terms = {'mse_stage2': losses.mse_loss(out['frames_raw'], sharp)}
-  total = terms['mse_stage2']
-  if 'stage1' in out and out['stage1'] is not out['frames_raw']:
-    terms['mse_stage1'] = losses.mse_loss(out['stage1'], sharp)
-    total = total + terms['mse_stage1']
-  return total, terms
-
-
-# ----------------------------------------------------- predictor training ---
+# ----------------------------------------- predictor objective and updates ---
 def _split_batch(batch, n_classes):
   if 'blur' not in batch or 'guidance' not in batch:
     raise ValueError(f"guidance predictor batch needs 'blur' and 'guidance'; got "
@@ -256,41 +239,6 @@ def _d_keys(params):
   return {k: params[k] for k in ('d', 'd2') if k in params}
 
 
-def bicyclegan_schedule(cfg: BicycleGANConfig, steps_per_epoch: int | None = None):
-  """lr constant for niter epochs, then linear to 0 over niter_decay epochs.
-
-  Without steps_per_epoch the rate stays at cfg.lr.
-  """
-  if steps_per_epoch is None:
-    return optax.constant_schedule(cfg.lr)
-  if steps_per_epoch < 1:
-    raise ValueError(f'steps_per_epoch must be >= 1; got {steps_per_epoch}')
-  return optax.join_schedules(
-      [optax.constant_schedule(cfg.lr),
-       optax.linear_schedule(cfg.lr, 0.0, cfg.niter_decay_epochs * steps_per_epoch)],
-      [cfg.niter_epochs * steps_per_epoch])
-
-
-def bicyclegan_optimizer(cfg: BicycleGANConfig, steps_per_epoch: int | None = None):
-  """Adam(lr schedule, b1, b2) used for both G/E and D."""
-  return optax.adam(bicyclegan_schedule(cfg, steps_per_epoch), b1=cfg.b1, b2=cfg.b2)
-
-
-def init_bicyclegan_state(predictor, tx_ge, tx_d, key, image_hw=None):
-  """TrainState(step 0, params {'g','e','d'[,'d2']}, opt_state {'ge','d'}).
-
-  Jitted (one compile instead of one per op); use `jax.eval_shape` on it for
-  shapes only.
-  """
-  def init(key):
-    params = predictor.init(key, image_hw)
-    return state_lib.TrainState(
-        step=jnp.zeros([], jnp.int32), params=params,
-        opt_state={'ge': tx_ge.init(_ge_keys(params)),
-                   'd': tx_d.init(_d_keys(params))})
-  return jax.jit(init)(key)
-
-
 def ge_step(predictor, cfg, tx_ge, state, batch, key):
   """One G/E update (D frozen); step unchanged. Returns (state, metrics)."""
   key = jax.random.fold_in(key, state.step)
@@ -326,6 +274,7 @@ def d_step(predictor, cfg, tx_d, state, batch, key):
   return new, metrics
 
 
+# -------------------------------------------------------- sampling and P_n ---
 def _pad_to_multiple(x, multiple):
   """Pad f32[B,H,W,C] at the bottom/right to multiples (reflect if it fits)."""
   h, w = x.shape[1:3]
@@ -352,91 +301,6 @@ def sample_guidance(predictor, params, blur, key, n: int):
   return labels.reshape(n, b, *labels.shape[1:])[:, :, :h, :w]
 
 
-class BicycleGANSteps(NamedTuple):
-  """Jitted functions bound to one predictor, config and optimisers."""
-  init: Callable            # init(key, image_hw=None) -> state
-  train_step_ge: Callable   # (state, batch, key) -> (state, metrics)
-  train_step_d: Callable    # (state, batch, key) -> (state, metrics)
-  sample_guidance: Callable  # (params, blur, key, n) -> i32[n,B,H,W]
-
-
-def make_bicyclegan_steps(predictor, cfg: BicycleGANConfig | None = None,
-                          tx_ge=None, tx_d=None) -> BicycleGANSteps:
-  """Bind the predictor, loss weights and optimisers (default: the authors')."""
-  cfg = cfg or BicycleGANConfig()
-  tx_ge = tx_ge or bicyclegan_optimizer(cfg)
-  tx_d = tx_d or bicyclegan_optimizer(cfg)
-  return BicycleGANSteps(
-      init=functools.partial(init_bicyclegan_state, predictor, tx_ge, tx_d),
-      train_step_ge=jax.jit(functools.partial(ge_step, predictor, cfg, tx_ge)),
-      train_step_d=jax.jit(functools.partial(d_step, predictor, cfg, tx_d)),
-      sample_guidance=jax.jit(functools.partial(sample_guidance, predictor),
-                              static_argnames='n'))
-
-
-# ------------------------------------------------------ decomposer training ---
-def decomposer_optimizer(total_steps: int, lr: float = 1e-4,
-                         weight_decay: float = 1e-4, final_lr: float = 1e-6):
-  """Authors' AdamW with cosine annealing to final_lr over total_steps."""
-  if total_steps < 1:
-    raise ValueError(f'total_steps must be >= 1; got {total_steps}')
-  sched = optax.cosine_decay_schedule(lr, total_steps, alpha=final_lr / lr)
-  return optax.adamw(sched, weight_decay=weight_decay)
-
-
-def init_decomposer_state(model, tx, key, image_hw=(64, 64)):
-  """TrainState at step 0 for a Decomposer on images of image_hw."""
-  h, w = image_hw
-
-  def init(key):
-    blur = jnp.zeros((1, h, w, 3), jnp.float32)
-    guidance = jnp.zeros((1, h, w), jnp.int32)
-    params = model.init(key, blur, train=False, guidance=guidance)['params']
-    return state_lib.create(params, tx)
-  return jax.jit(init)(key)
-
-
-def make_decomposer_step(model, tx, reg_form: str = 'official') -> Callable:
-  """decomposer_step(state, batch, key, h_score_fn=None, alpha=0.0) -> (state, metrics).
-
-  batch: {'blur': u8|f32[B,H,W,3], 'sharp': u8|f32[B,7,H,W,3],
-  'guidance': int[B,H,W]}. Loss: `decomposer_loss` (+ alpha *
-  hyperplane_reg(h_score_fn(frames_raw), reg_form) when h_score_fn is given;
-  h_score_fn: f32[B,7,H,W,3] -> f32[B,P] forward-pair scores of a frozen H,
-  e.g. `functools.partial(models.ordering.forward_scores, h_model, h_params,
-  hyperplane)`; it is a static argument: pass the same function object every
-  step or the step recompiles). The decomposer has no randomness: `key` is
-  accepted for the common step signature and unused.
-  """
-  @functools.partial(jax.jit, static_argnames='h_score_fn')
-  def decomposer_step(state, batch, key, h_score_fn=None, alpha=0.0):
-    del key
-    for k in ('blur', 'sharp', 'guidance'):
-      if k not in batch:
-        raise ValueError(f"decomposer batch needs {k!r}; got keys {sorted(batch)}")
-    blur = to_float(batch['blur'])
-    sharp = to_float(batch['sharp'])
-    guidance = jnp.asarray(batch['guidance']).astype(jnp.int32)
-
-    def loss_fn(params):
-      out = model.apply({'params': params}, blur, train=True, guidance=guidance)
-      loss, terms = decomposer_loss(out, sharp)
-      if h_score_fn is not None:
-        terms['r_hyp'] = losses.hyperplane_reg(h_score_fn(out['frames_raw']),
-                                               form=reg_form)
-        loss = loss + alpha * terms['r_hyp']
-      return loss, terms
-
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    new = state_lib.apply_gradients(state, grads, tx)
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads)}
-    metrics.update({f'train/{k}': v for k, v in terms.items()})
-    return new, metrics
-
-  return decomposer_step
-
-
-# -------------------------------------------------------------------- P_n ---
 def decompose_samples(predictor, decomposer, pred_params, dec_params, blur,
                       key, n):
   """n sampled guidances per image, each decomposed.
@@ -449,7 +313,7 @@ def decompose_samples(predictor, decomposer, pred_params, dec_params, blur,
   b, h, w, _ = blur.shape
   m = predictor.size_multiple
   dm = int(decomposer.size_multiple)
-  multiple = m * dm // _gcd(m, dm)
+  multiple = m * dm // math.gcd(m, dm)
   x = _pad_to_multiple(blur, multiple)
   g = sample_guidance(predictor, pred_params, x, key, n)   # i32[n,B,H',W']
   xs = jnp.broadcast_to(x[None], (n, *x.shape)).reshape(n * b, *x.shape[1:])
@@ -457,53 +321,3 @@ def decompose_samples(predictor, decomposer, pred_params, dec_params, blur,
                          guidance=g.reshape(n * b, *g.shape[2:]))['frames']
   out = out.reshape(n, b, *out.shape[1:])
   return out[:, :, :, :h, :w]
-
-
-def _gcd(a, b):
-  while b:
-    a, b = b, a % b
-  return a
-
-
-_decompose_samples_jit = jax.jit(decompose_samples, static_argnums=(0, 1),
-                                 static_argnames='n')
-
-
-def make_param_sample_fn(predictor, decomposer, n: int | None = None) -> Callable:
-  """fn(pred_params, dec_params, batch, key) -> f32[B,7,H,W,3] (n None) or
-  f32[n,B,7,H,W,3].
-
-  The params are traced arguments, so evaluating a changing model does not
-  recompile: `BestOfNEvaluator(batches_fn, fn, ns).run(pred_params,
-  dec_params)`. All sample functions of one (predictor, decomposer) pair
-  share one jit cache.
-  """
-  if n is not None and n < 1:
-    raise ValueError(f'n must be >= 1; got {n}')
-
-  def fn(pred_params, dec_params, batch, key):
-    if 'blur' not in batch:
-      raise ValueError(f"sample_fn batch needs 'blur'; got keys {sorted(batch)}")
-    out = _decompose_samples_jit(predictor, decomposer, pred_params, dec_params,
-                                 batch['blur'], key, n=n or 1)
-    return out if n is not None else out[0]
-  return fn
-
-
-def make_multi_sample_fn(predictor, pred_params, decomposer, dec_params,
-                         n: int) -> Callable:
-  """fn(batch, key) -> f32[n,B,7,H,W,3] in [0,1]: n guidance draws per image."""
-  fn = make_param_sample_fn(predictor, decomposer, n)
-  return lambda batch, key: fn(pred_params, dec_params, batch, key)
-
-
-def make_sample_fn(predictor, pred_params, decomposer, dec_params) -> Callable:
-  """sample_fn(batch, key) -> f32[B,7,H,W,3] in [0,1]: one guidance draw per call.
-
-  For `BestOfNEvaluator(batches_fn, sample_fn, ns)`: different keys give
-  different guidance maps, hence different decompositions. Any H, W: the
-  blur is padded to the predictor's and the decomposer's size multiples and
-  the frames cropped back.
-  """
-  fn = make_param_sample_fn(predictor, decomposer)
-  return lambda batch, key: fn(pred_params, dec_params, batch, key)

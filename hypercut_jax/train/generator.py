@@ -31,11 +31,14 @@ Middle frame outside training (models with `uses_middle`, i.e. Purohit):
                                   else 'gt' (`resolve_eval_middle`).
 """
 import dataclasses
+import os
 from typing import Callable
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from hypercut_jax import losses
@@ -43,6 +46,8 @@ from hypercut_jax import models
 from hypercut_jax.models import ordering as ordering_model
 from hypercut_jax.models import purohit2019
 from hypercut_jax.train import checkpoint as ckpt_lib
+from hypercut_jax.train import config as config_lib
+from hypercut_jax.train import evaluators
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import ordering as ordering_lib
 from hypercut_jax.train import saved_params
@@ -358,3 +363,166 @@ def make_predict_fn(model) -> Callable:
     return models.predict(model, {'params': params},
                           ordering_lib.to_float(blur), **kw)
   return predict
+
+# ------------------------------------------------------ the loop's interface ---
+def validate(cfg, *, prefix: str, auto_h: bool = False) -> None:
+  """Stage 2's own checks (after `config.validate_common`).
+
+  auto_h: the frozen H comes from the same run (stage='both'), so
+  `hypercut.checkpoint` is set later.
+  """
+  model_name = cfg.model.name
+  config_lib.choice(model_name, tuple(models.REGISTRY), f'{prefix}.model.name')
+  multiple = int(getattr(models.REGISTRY[model_name], 'size_multiple', 1))
+  if cfg.input.crop % multiple:
+    raise ValueError(f'{prefix}.input.crop={cfg.input.crop} is not a '
+                     f'multiple of {model_name}.size_multiple={multiple}')
+  field, choice = config_lib.field, config_lib.choice
+  choice(field(cfg, 'loss.deblur', str, prefix=prefix),
+         losses.DEBLUR_LOSSES, f'{prefix}.loss.deblur')
+  field(cfg, 'loss.flow_weight', (int, float), nonneg=True, prefix=prefix)
+  choice(cfg.loss.get('space', 'official'), LOSS_SPACES,
+         f'{prefix}.loss.space')
+  field(cfg, 'hypercut.alpha', (int, float), nonneg=True, prefix=prefix)
+  choice(field(cfg, 'hypercut.reg_form', str, prefix=prefix),
+         losses.FORMS, f'{prefix}.hypercut.reg_form')
+  path = field(cfg, 'hypercut.checkpoint', str, optional=True, prefix=prefix)
+  if field(cfg, 'hypercut.order_targets', bool, optional=True,
+           prefix=prefix):
+    if path is None and not auto_h:
+      raise ValueError(f'{prefix}.hypercut.order_targets=True needs '
+                       f'{prefix}.hypercut.checkpoint (the frozen H that '
+                       'orders the targets)')
+    if model_name == 'zhong2022':
+      raise ValueError(f'{prefix}.hypercut.order_targets=True is not '
+                       'supported for zhong2022 (its motion guidance '
+                       'encodes the stored order)')
+  if path is not None and not auto_h and not os.path.isdir(path):
+    raise FileNotFoundError(
+        f'{prefix}.hypercut.checkpoint={path!r} does not exist (a stage-1 '
+        'workdir or its checkpoints/ directory)')
+  choice(cfg.best_metric,
+         tuple(k for k in config_lib.BEST_MODES if k.startswith('p')),
+         f'{prefix}.best_metric')
+  field(cfg, 'eval.lpips', bool, prefix=prefix)
+  # Middle frame: model kwargs, centre checkpoint, evaluation mode.
+  try:
+    model = make_model(model_name, cfg.model.get('kwargs', None),
+                       cfg.precision)
+  except ValueError as e:
+    raise ValueError(f'{prefix}.model.kwargs: {e}') from None
+  centre = field(cfg, 'model.centre_checkpoint', str, optional=True,
+                 prefix=prefix)
+  if centre is not None:
+    if not has_middle_net(model):
+      raise ValueError(
+          f'{prefix}.model.centre_checkpoint={centre!r} needs a model with '
+          f'a middle-frame network; {model_name} with model.kwargs '
+          f'{dict(cfg.model.get("kwargs", None) or {})} has none')
+    if not os.path.isdir(os.path.expanduser(centre)):
+      raise FileNotFoundError(
+          f'{prefix}.model.centre_checkpoint={centre!r} does not exist (a '
+          'stage-2 workdir of a jin2018 run)')
+  middle = field(cfg, 'eval.middle', str, optional=True, prefix=prefix)
+  try:
+    resolve_eval_middle(model, middle, centre)
+  except ValueError as e:
+    raise ValueError(str(e).replace('config.', f'{prefix}.', 1)) from None
+
+
+def frozen_h(cfg, mesh):
+  """((h_model, h_params, hyperplane), score_fn) of `hypercut.checkpoint`.
+
+  All None without a checkpoint. score_fn(frames) -> H's pair scores of
+  predicted frames (for the evaluator's pred hit / con).
+  """
+  h_dir = cfg.hypercut.get('checkpoint')
+  h_model = h_params = hyperplane = None
+  if h_dir:
+    h_model, h_params, hyperplane, h_step = load_hypercut(
+        h_dir, mesh, cfg.precision)
+    logging.info('Frozen H from %s (step %d), alpha=%g', h_dir, h_step,
+                 cfg.hypercut.alpha)
+  elif cfg.hypercut.alpha:
+    logging.info('No config.hypercut.checkpoint: baseline without R_hyp.')
+  if h_model is not None and cfg.hypercut.get('order_targets'):
+    logging.info('hypercut.order_targets: the deblur loss sees each target '
+                 'sequence in H\'s order')
+  score_fn = None
+  if h_model is not None:
+    def score_fn(frames):
+      return ordering_model.pair_scores(h_model, h_params, hyperplane, frames)
+  return (h_model, h_params, hyperplane), score_fn
+
+
+def parts(cfg, mesh, *, tx, schedule, **unused) -> state_lib.StageParts:
+  """Stage 2 for the loop: the generator, its init, step and evaluation.
+
+  zhong2022 (Animation-from-Blur) is built by `animation.decomposer_stage`.
+  """
+  del unused
+  model = make_model(cfg.model.name, cfg.model.get('kwargs'), cfg.precision)
+  repl = sharding_lib.replicated(mesh)
+  # Middle frame (Purohit): trained centre net, evaluation mode.
+  centre_dir = cfg.model.get('centre_checkpoint')
+  centre = None
+  if centre_dir:
+    centre, centre_step = load_centre_checkpoint(
+        os.path.expanduser(centre_dir), model, sharding=repl)
+    logging.info('Centre net (middle-frame estimate) from the jin2018 run '
+                 '%s, step %d', centre_dir, centre_step)
+  eval_middle = resolve_eval_middle(model, cfg.eval.get('middle'),
+                                    centre_dir)
+  if eval_middle == 'estimate' and not centre_dir:
+    logging.warning('eval.middle=\'estimate\' without '
+                    'model.centre_checkpoint: the centre net is untrained '
+                    'unless the state was restored with trained weights')
+  middle_note = {'gt': 'the ground-truth middle frame',
+                 'estimate': 'the centre net\'s middle-frame estimate'
+                 }.get(eval_middle)
+  if middle_note:
+    logging.info('[generator] evaluation uses %s (eval.middle=%r)',
+                 middle_note, eval_middle)
+  (h_model, h_params, hyperplane), score_fn = frozen_h(cfg, mesh)
+  batch_sh = sharding_lib.batch_sharding(mesh)
+  predict = jax.jit(make_predict_fn(model), out_shardings=batch_sh)
+
+  def predict_fn(params, batch):
+    blur = jax.make_array_from_process_local_data(batch_sh,
+                                                  np.asarray(batch['blur']))
+    if eval_middle != 'gt':
+      return predict(params, blur)
+    middle = jax.make_array_from_process_local_data(
+        batch_sh, np.asarray(batch['sharp'])[:, MIDDLE])
+    return predict(params, blur, middle)
+
+  def make_evaluate(batches_fn):
+    evaluator = evaluators.GeneratorEvaluator(
+        batches_fn, predict_fn, score_fn=score_fn, lpips=cfg.eval.lpips,
+        num_examples_to_keep=cfg.eval.get('num_examples', 4),
+        data_sharding=batch_sh)
+    def evaluate(state):
+      values, examples = evaluator.run(state.params)
+      if middle_note:  # logged with every evaluation: 1 = ground truth
+        values = {**values, 'middle_gt': float(eval_middle == 'gt')}
+        logging.info('[generator] evaluated with %s', middle_note)
+      return values, examples
+    return evaluate
+
+  with_guidance = cfg.data.name == 'baist' or cfg.data.get('guidance') is True
+  step = make_train_step(
+      model, tx, loss_name=cfg.loss.deblur,
+      flow_weight=float(cfg.loss.get('flow_weight', 0.0)), h_model=h_model,
+      alpha=float(cfg.hypercut.alpha), reg_form=cfg.hypercut.reg_form,
+      order_targets=bool(cfg.hypercut.get('order_targets')),
+      space=cfg.loss.get('space', 'official'), schedule=schedule)
+  if h_model is not None:
+    extra = (h_params, hyperplane)
+    extra_sh = (jax.tree.map(lambda _: repl, h_params), repl)
+  else:
+    extra, extra_sh = (None, None), (None, None)
+  return state_lib.StageParts(
+      init=make_init(model, tx, cfg.input.crop, with_guidance,
+                     centre=centre),
+      step=step, extra=extra, extra_shardings=extra_sh,
+      make_evaluate=make_evaluate, table_stage='generator')

@@ -16,6 +16,9 @@ import optax
 from hypercut_jax import losses
 from hypercut_jax import metrics as metrics_lib
 from hypercut_jax.models import ordering as ordering_model
+from hypercut_jax.train import config as config_lib
+from hypercut_jax.train import evaluators
+from hypercut_jax.train import sharding as sharding_lib
 from hypercut_jax.train import state as state_lib
 
 MODEL_NAME = 'hypercut'
@@ -101,3 +104,44 @@ def make_score_fn(model) -> Callable:
     return ordering_model.pair_scores(model, params, hyperplane,
                                       to_float(frames))
   return score
+
+
+# ------------------------------------------------------ the loop's interface ---
+def validate(cfg, *, prefix: str, auto_h: bool = False) -> None:
+  """Stage 1's own checks (after `config.validate_common`)."""
+  del auto_h  # stage 1 needs no frozen model
+  config_lib.choice(cfg.model.name, (MODEL_NAME,), f'{prefix}.model.name')
+  kwargs = dict(cfg.model.get('kwargs', None) or {})
+  unknown = sorted(set(kwargs) - set(MODEL_FIELDS))
+  if unknown:
+    raise ValueError(f'{prefix}.model.kwargs has unknown OrderingNet fields '
+                     f'{unknown}; known: {list(MODEL_FIELDS)}')
+  config_lib.choice(config_lib.field(cfg, 'loss.form', str, prefix=prefix),
+                    losses.FORMS, f'{prefix}.loss.form')
+  lo = ordering_model.min_side(kwargs.get('n_down', 5))
+  if cfg.input.crop < lo:
+    raise ValueError(f'{prefix}.input.crop={cfg.input.crop}; H needs >= {lo} '
+                     'px')
+  config_lib.choice(cfg.best_metric, ('hit', 'hit_first', 'con@2', 'con@3'),
+                    f'{prefix}.best_metric')
+
+
+def parts(cfg, mesh, *, tx, schedule, **unused) -> state_lib.StageParts:
+  """Stage 1 for the loop: H, its init, step and evaluation."""
+  del unused
+  model = make_model(cfg.model.get('kwargs', None), cfg.precision)
+  score_fn = make_score_fn(model)
+
+  def make_evaluate(batches_fn):
+    evaluator = evaluators.OrderingEvaluator(
+        batches_fn, score_fn, data_sharding=sharding_lib.batch_sharding(mesh))
+    def evaluate(state):
+      return evaluator.run(state.params, state.hyperplane), None
+    return evaluate
+
+  return state_lib.StageParts(
+      init=make_init(model, tx, cfg.input.crop),
+      step=make_train_step(model, tx, loss_form=cfg.loss.form,
+                           schedule=schedule),
+      extra=(), extra_shardings=(), make_evaluate=make_evaluate,
+      table_stage='ordering')

@@ -28,6 +28,8 @@ import re
 
 import numpy as np
 
+from hypercut_jax.train import config as config_lib
+
 # hit / con@2 / con@3 in percent, HyperCUT (CVPR 2023) Table 1.
 PAPER_ORDERING = {
     'reds': ('REDS', (95.7, 96.5, 94.4)),
@@ -610,3 +612,45 @@ class ProgressBar:
 
   def __exit__(self, *exc):
     self.close()
+
+
+# ----------------------------------------------------------------------------
+# The loop's results.
+# ----------------------------------------------------------------------------
+def paper_row(cfg, table_stage) -> dict:
+  """markdown_table's `dataset=` for the paper's reference row, if any."""
+  if table_stage != 'ordering' or cfg.data.name == 'synthetic':
+    return {}
+  if cfg.data.name == 'rb2v':
+    return {'dataset': cfg.data.get('subset') or 'street'}
+  return {'dataset': cfg.data.name}
+
+
+def results_markdown(config, results) -> str:
+  """The final results.md of `loop.run`: each stage's table; for generators,
+  the verdict line against "copy the blur" under the table (`blur_verdict`).
+
+  results: {stage: loop.StageResult} (uses .step, .table, .metrics).
+  """
+  parts = [f'# Results ({config.data.name})']
+  if 'ordering' in results:
+    r = results['ordering']
+    parts.append(f'## Ordering network H (test split, step {r.step})\n\n'
+                 f'{r.table}')
+  if 'predictor' in results:
+    r = results['predictor']
+    parts.append('## Guidance predictor (BicycleGAN, test split, step '
+                 f'{r.step})\n\n{r.table}')
+  if 'generator' in results:
+    r = results['generator']
+    cfg = config_lib.stage_config(config, 'generator')
+    with_h = bool(cfg.hypercut.alpha) and (
+        config.stage == 'both' or cfg.hypercut.get('checkpoint'))
+    name = cfg.model.name + (f' + HyperCUT (alpha={cfg.hypercut.alpha:g})'
+                             if with_h else ' (baseline)')
+    parts.append(f'## Generator {name} (test split, step {r.step})\n\n'
+                 f'{r.table}')
+    verdict = blur_verdict(r.metrics)
+    if verdict:
+      parts.append(verdict)
+  return '\n\n'.join(parts)

@@ -4,7 +4,8 @@ The optimiser itself (an optax GradientTransformation) is not part of the
 state: it is rebuilt from the config and closed over by the step, so the
 state is exactly what a checkpoint holds.
 """
-from typing import Any
+import dataclasses
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -47,3 +48,20 @@ def apply_gradients(state: TrainState, grads,
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+
+
+@dataclasses.dataclass
+class StageParts:
+  """What the loop needs from a stage module (`<module>.parts(...)`).
+
+  init(key) -> state; step(state, batch, key, *extra) -> (state, metrics);
+  extra: frozen arrays after the key (H for stage 2), extra_shardings theirs;
+  make_evaluate(batches_fn) -> evaluate(state) -> (metrics dict, examples
+  dict or None); table_stage: which results table `report` prints.
+  """
+  init: Callable
+  step: Callable
+  extra: tuple
+  extra_shardings: tuple
+  make_evaluate: Callable
+  table_stage: str
