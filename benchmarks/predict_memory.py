@@ -24,7 +24,6 @@ is given, so tiles cannot match the whole image exactly.
 Not part of the test suite (minutes of CPU time).
 """
 import argparse
-import importlib.util
 import os
 import resource
 import subprocess
@@ -40,25 +39,17 @@ from hypercut_jax import predict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _synthetic_config():
-  path = os.path.join(ROOT, 'configs', 'synthetic.py')
-  spec = importlib.util.spec_from_file_location('synthetic_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def write_checkpoint(workdir: str, model_size: str) -> str:
   """A jin2018 generator checkpoint with random weights; returns workdir."""
   # pylint: disable=g-import-not-at-top
   import jax
   import optax
+  from hypercut_jax.configs import synthetic as synthetic_configs
   from hypercut_jax.train import checkpoint as ckpt_lib
   from hypercut_jax.train import generator as generator_lib
   # pylint: enable=g-import-not-at-top
-  module = _synthetic_config()
-  cfg = module.get_config('stage=generator' if model_size == 'narrow'
-                          else 'smoke,stage=generator')
+  cfg = synthetic_configs.get_config(
+      'stage=generator' if model_size == 'narrow' else 'smoke,stage=generator')
   model = generator_lib.make_model(cfg.model.name, cfg.model.kwargs)
   init = generator_lib.make_init(model, optax.identity(), cfg.input.crop)
   abstract = jax.eval_shape(init, jax.random.key(0))

@@ -7,14 +7,9 @@ state is never read, so the optimiser config does not matter and a
 checkpoint loads even when its optimiser changed. Parameter shapes are
 checked against the model the config describes.
 
-`path` may be:
-  - a stage workdir (holding `checkpoints/`),
-  - its `checkpoints/` directory,
-  - one step directory (`checkpoints/<step>/`), which pins that step,
-  - a `stage='both'` workdir (holding `ordering/` and `generator/`) when
-    `expect` says which stage to take,
-  - the output directory of `python -m hypercut_jax.convert` (a stage-1
-    checkpoint at step 0).
+`path` may be any form `train/saved_params.resolve` accepts (a stage
+workdir, its `checkpoints/`, a step directory, which pins that step, a
+`stage='both'` workdir with `expect`, a `convert` output directory).
 Otherwise the latest complete step is taken.
 
 The config and the params (and hyperplane) read are checked against the

@@ -44,17 +44,20 @@ ground-truth middle frame, as in the HyperCUT reimplementation's protocol
 (they are trained with it too).
 """
 import hashlib
-import importlib.util
 import json
 import os
 import re
+import runpy
 import sys
 import time
+import types
 
 from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
+
+from hypercut_jax.configs import reproduce as reproduce_configs
 
 BEGIN = '<!-- reproduce:begin -->'
 END = '<!-- reproduce:end -->'
@@ -68,24 +71,18 @@ VARIANT_LABELS = {'naive': 'naive loss', 'oi': 'order-invariant loss',
                   '': 'decomposer (MSE)', 'hypercut': 'decomposer + HyperCUT'}
 
 
-def default_config_file() -> str:
-  """configs/reproduce.py of the source tree this package sits in."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  return os.path.join(os.path.dirname(here), 'configs', 'reproduce.py')
+def load_config_module(path: str | None = None):
+  """The run configs: `hypercut_jax.configs.reproduce`, or the file `path`.
 
-
-def load_config_module(path: str):
-  """The `configs/reproduce.py` module (configs/ is not a package)."""
+  A file (`--config_file`) provides what that module does: `get_config`,
+  `run_names`, `RUN_SPECS` and optionally `AFB_ENABLED`.
+  """
+  if not path:
+    return reproduce_configs
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f'config file {path} not found: run from a source checkout or pass '
-        '--config_file=<repo>/configs/reproduce.py')
-  spec = importlib.util.spec_from_file_location('hypercut_configs_reproduce',
-                                                path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+    raise FileNotFoundError(f'config file {path} not found')
+  return types.SimpleNamespace(**runpy.run_path(path))
 
 
 def config_arg(name: str, *, mode: str, dataset: str, seed: int,
@@ -947,8 +944,9 @@ _NUM_EXAMPLES = flags.DEFINE_integer('num_examples', 3, 'Test examples in '
                                      'each strip.')
 _MAX_EVAL = flags.DEFINE_integer('max_eval', 0, 'Evaluate at most this many '
                                  'test examples (0: the whole test split).')
-_CONFIG_FILE = flags.DEFINE_string('config_file', None, 'configs/reproduce.py '
-                                   '(default: the one of this source tree).')
+_CONFIG_FILE = flags.DEFINE_string('config_file', None, 'A run-config file '
+                                   'in the form of configs/reproduce.py '
+                                   '(default: hypercut_jax.configs.reproduce).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -960,7 +958,7 @@ def _afb_available() -> bool:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  module = load_config_module(_CONFIG_FILE.value or default_config_file())
+  module = load_config_module(_CONFIG_FILE.value)
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   out_dir = os.path.abspath(os.path.expanduser(
       _OUT.value or os.path.join(workdir, 'report')))

@@ -15,6 +15,7 @@ from hypercut_jax import inference
 from hypercut_jax.train import checkpoint
 from hypercut_jax.train import ordering as ordering_lib
 from hypercut_jax.train import state as state_lib
+import inference_test  # the stage-1 state fixture
 
 P = jax.sharding.PartitionSpec
 KW = dict(nf=4, embed_dim=8, n_down=5, n_blocks=1)
@@ -388,19 +389,10 @@ def test_checkpoint_without_integrity_item_still_restores(tmp_path):
 
 # -------------------------------------------------------------- inference ---
 def _h_state(seed):
-  """A stage-1 state (tiny H, random values); sgd: no optimiser arrays, so
-  every array file holds params or the hyperplane."""
-  model = ordering_lib.make_model(KW)
-  tx = optax.sgd(1e-3)
-  abstract = jax.eval_shape(ordering_lib.make_init(model, tx, 33),
-                            jax.random.key(0))
-  rng = np.random.RandomState(seed)
-  params = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype),
-                        abstract.params)
-  return abstract.replace(
-      step=np.int32(seed), params=params, opt_state=tx.init(params),
-      hyperplane=rng.uniform(-1, 1, abstract.hyperplane.shape).astype(
-          np.float32))
+  """A stage-1 state (tiny H, random values) at step `seed`; sgd: no
+  optimiser arrays, so every array file holds params or the hyperplane."""
+  return inference_test.h_state(seed, optax.sgd(1e-3)).replace(
+      step=np.int32(seed))
 
 
 @pytest.fixture

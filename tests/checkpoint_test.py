@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from hypercut_jax.configs import synthetic as synthetic_configs
 from hypercut_jax.data import pipeline
 from hypercut_jax.data import synthetic
 from hypercut_jax.train import checkpoint
@@ -298,9 +299,4 @@ def test_sigterm_exits_75_then_rerun_equals_uninterrupted_run(
 
 
 def _smoke_ordering_config():
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      'synthetic_config', os.path.join(REPO, 'configs', 'synthetic.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('stage=ordering,smoke')
+  return synthetic_configs.get_config('stage=ordering,smoke')

@@ -1,6 +1,6 @@
-"""Tests for configs/: parse_arg, every config loads, validates and runs a
-step (TFDS configs on the builders' dummy data), overrides are checked."""
-import importlib.util
+"""Tests for hypercut_jax/configs: parse_arg, every config loads, validates
+and runs a step (TFDS configs on the builders' dummy data), the `--config`
+files load them, overrides are checked."""
 import os
 
 from absl import flags
@@ -8,21 +8,20 @@ import jax
 from ml_collections import config_flags
 import pytest
 
+from hypercut_jax.configs import baist
+from hypercut_jax.configs import common
+from hypercut_jax.configs import rb2v
+from hypercut_jax.configs import reds
+from hypercut_jax.configs import reproduce
+from hypercut_jax.configs import synthetic
+from hypercut_jax.configs import synthetic_afb
 from hypercut_jax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO, 'configs')
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(
-      f'config_{name}', os.path.join(CONFIGS, f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load('common')
+CONFIGS = os.path.join(REPO, 'configs')   # the `--config` files
+PACKAGE_CONFIGS = os.path.join(REPO, 'hypercut_jax', 'configs')
+MODULES = {'baist': baist, 'rb2v': rb2v, 'reds': reds, 'reproduce': reproduce,
+           'synthetic': synthetic, 'synthetic_afb': synthetic_afb}
 
 
 # ----------------------------------------------------------------- parse_arg --
@@ -48,9 +47,9 @@ def test_parse_arg_rejects_bad_input(arg, match):
 
 def test_config_args_are_checked():
   with pytest.raises(ValueError, match="subset='city'; known"):
-    _load('rb2v').get_config('subset=city')
+    rb2v.get_config('subset=city')
   with pytest.raises(ValueError, match="model='unet'; known"):
-    _load('reds').get_config('stage=generator,model=unet')
+    reds.get_config('stage=generator,model=unet')
 
 
 # ------------------------------------------------------------ every config --
@@ -88,17 +87,16 @@ def tfds_dir(tmp_path_factory):
 
 
 def _get(name, arg, data_dir):
-  module = _load(name)
   if not name.startswith('synthetic'):
     arg = f'{arg},data_dir={data_dir}' if arg else f'data_dir={data_dir}'
-  return module.get_config(arg)
+  return MODULES[name].get_config(arg)
 
 
 @pytest.mark.parametrize('name,arg', ALL)
 def test_every_config_loads_and_validates(name, arg, tfds_dir):
   config = _get(name, arg, tfds_dir)
   assert config.stage in loop.STAGES
-  doc = _load(name).__doc__
+  doc = MODULES[name].__doc__
   assert 'python -m hypercut_jax.main --config=configs/' + name in doc.replace('\\\n', '')
   # The dummy splits are tiny, and Animation-from-Blur's B-Aist++ batch is
   # the authors' 2: those validate against one device.
@@ -150,14 +148,28 @@ def test_synthetic_stage_runs_one_step_on_8_devices(tmp_path):
 
 
 # ----------------------------------------------------------- CLI overrides --
-def _parse(*argv):
-  argv = ['prog', f'--config={os.path.join(CONFIGS, "synthetic.py")}:smoke',
-          *argv]
+def _parse(*argv, config=os.path.join(CONFIGS, 'synthetic.py') + ':smoke'):
+  """The config of `--config=<config> *argv`, loaded as main's flag does."""
+  argv = ['prog', f'--config={config}', *argv]
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, 'c', flag_values=fv,
                                   lock_config=True, sys_argv=argv)
   fv(argv)
   return fv.config
+
+
+@pytest.mark.parametrize('name,arg', [
+    ('synthetic', 'smoke'), ('synthetic_afb', 'stage=predictor,smoke'),
+    ('rb2v', 'subset=hand,stage=generator'), ('reds', 'smoke'),
+    ('baist', 'stage=generator,model=zhong2022,alpha=0.2'),
+    ('reproduce', 'run=afb_hypercut,mode=tiny')])
+def test_config_files_load_the_package_configs(name, arg):
+  """`--config=configs/<name>.py:arg` (the root entry point) and the
+  package's own file give the package module's config."""
+  want = MODULES[name].get_config(arg).to_dict()
+  for folder in (CONFIGS, PACKAGE_CONFIGS):
+    path = os.path.join(folder, f'{name}.py')
+    assert _parse(config=f'{path}:{arg}').to_dict() == want, path
 
 
 def test_override_sets_a_field():

@@ -2,36 +2,24 @@
 and crop check (train/loop.py)."""
 import json
 
-import ml_collections
 import pytest
 
 from hypercut_jax.train import fingerprint
 from hypercut_jax.train import loop
 from hypercut_jax.train import report
-
-TINY_H = dict(nf=4, embed_dim=8, n_down=5, n_blocks=1)
-
+import checkpoint_test  # the one-stage H config
 
 def _config(**over):
-  c = dict(
-      stage='ordering', seed=0, precision='float32', sharding={'fsdp': False},
-      keep=2, async_checkpoint=False, log_steps=1,
-      data={'name': 'synthetic', 'seed': 0, 'num_train': 32, 'num_test': 8,
-            'size': (36, 36)},
-      model={'name': 'hypercut', 'kwargs': TINY_H},
-      optim={'name': 'adamax_torch', 'lr': 1e-3, 'schedule': 'constant'},
-      loss={'form': 'official'},
-      input={'batch_size': 8, 'crop': 33, 'eval_batch_size': 8,
-             'eval_crop': 33, 'worker_count': 0},
-      total_steps=2, ckpt_steps=2, best_metric='hit',
-      eval={'lpips': False, 'num_examples': 0, 'max_examples': 8})
+  """checkpoint_test's one-stage H config; `a__b=v` sets field a.b."""
+  c = checkpoint_test._stage_config(total_steps=2, ckpt_steps=2,  # pylint: disable=protected-access
+                                    async_checkpoint=False)
   for key, value in over.items():
-    node = c
     *path, last = key.split('__')
+    node = c
     for part in path:
       node = node[part]
     node[last] = value
-  return ml_collections.ConfigDict(c)
+  return c
 
 
 # ------------------------------------------------------------ pure parts ---

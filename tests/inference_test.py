@@ -14,7 +14,7 @@ from hypercut_jax.train import ordering as ordering_lib
 KW = dict(nf=4, embed_dim=8, n_down=5, n_blocks=1)
 
 
-def _h_state(seed=0, tx=None):
+def h_state(seed=0, tx=None):
   """The trainer's stage-1 state layout with random values (no compile)."""
   model = ordering_lib.make_model(KW)
   tx = tx or optax.adam(1e-3)
@@ -49,8 +49,8 @@ def both_workdir(tmp_path_factory):
   """A stage=both layout: ordering/ with steps 1 and 2."""
   root = str(tmp_path_factory.mktemp('run'))
   ckpt_dir = os.path.join(root, 'ordering', 'checkpoints')
-  _save(ckpt_dir, _h_state(1), _config(), 1)
-  _save(ckpt_dir, _h_state(2), _config(), 2)
+  _save(ckpt_dir, h_state(1), _config(), 1)
+  _save(ckpt_dir, h_state(2), _config(), 2)
   return root
 
 
@@ -64,7 +64,7 @@ def test_resolves_every_layout(both_workdir):
   assert h1.step == 1
   h2 = inference.load(both_workdir, expect='ordering')
   assert h2.step == 2
-  want = _h_state(1)
+  want = h_state(1)
   np.testing.assert_array_equal(np.asarray(h1.hyperplane),
                                 np.asarray(want.hyperplane))
   jax.tree.map(np.testing.assert_array_equal, h1.params, want.params)
@@ -74,7 +74,7 @@ def test_resolves_every_layout(both_workdir):
 
 def test_reads_no_optimiser_state(tmp_path):
   """A checkpoint whose optimiser config no longer builds still loads."""
-  state = _h_state(0, tx=optax.adamw(1e-3))
+  state = h_state(0, tx=optax.adamw(1e-3))
   _save(str(tmp_path / 'checkpoints'), state,
         _config(optim={'name': 'gone', 'lr': 0.0}), 5)
   h = inference.load_ordering(str(tmp_path))
@@ -84,7 +84,7 @@ def test_reads_no_optimiser_state(tmp_path):
 def test_config_that_does_not_fit_the_params(tmp_path):
   cfg = _config()
   cfg['model']['kwargs']['nf'] = 8
-  _save(str(tmp_path / 'checkpoints'), _h_state(), cfg, 1)
+  _save(str(tmp_path / 'checkpoints'), h_state(), cfg, 1)
   with pytest.raises(ValueError, match='shape mismatch.*stem'):
     inference.load(str(tmp_path))
 
@@ -98,7 +98,7 @@ def test_wrong_kind_and_not_a_checkpoint(both_workdir, tmp_path):
   with pytest.raises(FileNotFoundError, match='no such directory'):
     inference.load(str(tmp_path / 'missing'))
   cfg_dir = tmp_path / 'nostage'
-  _save(str(cfg_dir / 'checkpoints'), _h_state(), {'model': {'name': 'x'}}, 1)
+  _save(str(cfg_dir / 'checkpoints'), h_state(), {'model': {'name': 'x'}}, 1)
   with pytest.raises(ValueError, match='no stage'):
     inference.load(str(cfg_dir))
   assert inference.saved_kind({'stage': 'generator'}) == 'generator'

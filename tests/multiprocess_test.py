@@ -19,7 +19,6 @@ gradient all-reduce across processes is right, and that a resumed run
 continues exactly (state and per-process data-iterator position). It also
 checks that process 0 alone writes logs, tables and images.
 """
-import importlib.util
 import json
 import os
 import pathlib
@@ -36,6 +35,7 @@ import orbax.checkpoint as ocp
 import portpicker
 import pytest
 
+from hypercut_jax.configs import synthetic as synthetic_configs
 from hypercut_jax.train import loop
 
 pytestmark = pytest.mark.slow
@@ -111,10 +111,7 @@ def _last_run(log_path):
 
 # -------------------------------------------------------------- reference ---
 def _config():
-  spec = importlib.util.spec_from_file_location('synthetic_config', CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(CONFIG_ARG)
+  config = synthetic_configs.get_config(CONFIG_ARG)
   for path, value in OVERRIDES.items():
     node = config
     *parents, leaf = path.split('.')

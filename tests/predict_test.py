@@ -5,7 +5,6 @@ The generator checkpoint is written with the trainer's own functions
 `configs/synthetic.py:smoke,stage=generator`, exactly as a training run
 saves it.
 """
-import importlib.util
 import io
 import os
 import struct
@@ -19,20 +18,16 @@ from PIL import Image
 import pytest
 
 from hypercut_jax import predict
+from hypercut_jax.configs import synthetic as synthetic_configs
 from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import generator as generator_lib
 from hypercut_jax.train import ordering as ordering_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 30, 36  # not a multiple of jin2018's 20: exercises the padding
 
 
 def _smoke_config(stage):
-  path = os.path.join(ROOT, 'configs', 'synthetic.py')
-  spec = importlib.util.spec_from_file_location('synthetic_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(f'smoke,stage={stage}')
+  return synthetic_configs.get_config(f'smoke,stage={stage}')
 
 
 def _save(workdir, state, config, step=1):

@@ -1,5 +1,5 @@
 """Tests of the reproduction script (hypercut_jax/reproduce.py) and its
-configs (configs/reproduce.py).
+configs (hypercut_jax/configs/reproduce.py).
 
 The end-to-end test runs the whole script (`python -m hypercut_jax.reproduce`)
 in `mode=tiny` (each run a few steps of a tiny model, then the report) into a
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from hypercut_jax import reproduce
+from hypercut_jax.configs import reproduce as reproduce_configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'reproduction.md')
@@ -25,7 +26,7 @@ DOC = os.path.join(REPO, 'docs', 'reproduction.md')
 
 @pytest.fixture(scope='module')
 def cfg_module():
-  return reproduce.load_config_module(reproduce.default_config_file())
+  return reproduce_configs
 
 
 # ----------------------------------------------------------------- configs ---
@@ -96,6 +97,24 @@ def test_select_runs(cfg_module):
       cfg_module.BASE_RUNS)
   with pytest.raises(ValueError, match='jin2019'):
     reproduce.select_runs(cfg_module, 'h,jin2019', afb=False)
+
+
+def test_config_file_flag(tmp_path):
+  """--config_file: a file providing what the configs module does (the
+  `configs/reproduce.py` entry point re-exports it); default: the module."""
+  assert reproduce.load_config_module() is reproduce_configs
+  module = reproduce.load_config_module(
+      os.path.join(REPO, 'configs', 'reproduce.py'))
+  assert module.RUN_SPECS == reproduce_configs.RUN_SPECS
+  assert module.AFB_ENABLED == reproduce_configs.AFB_ENABLED
+  assert reproduce.select_runs(module, None, afb=True) == list(
+      reproduce_configs.run_names(afb=True))
+  arg = reproduce.config_arg('afb_hypercut', mode='tiny', dataset='synthetic',
+                             seed=1)
+  assert module.get_config(arg).to_dict() == (
+      reproduce_configs.get_config(arg).to_dict())
+  with pytest.raises(FileNotFoundError, match='nope.py'):
+    reproduce.load_config_module(str(tmp_path / 'nope.py'))
 
 
 # ----------------------------------------------------------------- helpers ---
@@ -240,7 +259,7 @@ def test_whole_script_tiny(tmp_path):
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=1500, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  cfg_module = reproduce.load_config_module(reproduce.default_config_file())
+  cfg_module = reproduce_configs
   names = list(E2E_RUNS)
   for name in names:
     assert (workdir / name / 'done.json').exists(), name

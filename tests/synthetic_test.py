@@ -1,6 +1,5 @@
 """Tests for hypercut_jax.data.synthetic and hypercut_jax.data.get_source."""
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 from scipy import stats
 
 from hypercut_jax import data
+from hypercut_jax.configs import common as configs_common
 from hypercut_jax.data import synthetic
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -367,17 +367,8 @@ def test_get_source_synthetic():
   assert (shared.scenes, shared.motion_scale, shared.max_sprites) == ('shared', 0.5, 2)
 
 
-def _configs_common():
-  spec = importlib.util.spec_from_file_location(
-      'configs_common', os.path.join(_REPO, 'configs', 'common.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_synthetic_data_config_reaches_the_source():
-  common = _configs_common()
-  c = common.synthetic_data(num_train=5, num_test=3, size=(16, 24))
+  c = configs_common.synthetic_data(num_train=5, num_test=3, size=(16, 24))
   assert (c.motion_scale, c.max_sprites, c.sub_frames, c.scenes) == (
       1.0, 3, 3, 'split')
   c.motion_scale = 2.5          # a command-line override
