@@ -415,6 +415,7 @@ def _jax_gen(spec, precision):
   from hypercut_jax import models  # pylint: disable=g-import-not-at-top
   from hypercut_jax.models import ordering  # pylint: disable=g-import-not-at-top
   from hypercut_jax.train import generator  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   from hypercut_jax.train import ordering as ordering_train  # pylint: disable=g-import-not-at-top
   from hypercut_jax.train import sharding  # pylint: disable=g-import-not-at-top
 
@@ -423,7 +424,7 @@ def _jax_gen(spec, precision):
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   if spec['model'] == 'tiny':   # the module's test-only variant, tiny H
     tiny = importlib.import_module(models.get(spec['name']).__module__).Tiny
-    dtype = ordering_train.compute_dtype(precision)
+    dtype = config_lib.compute_dtype(precision)
     model = tiny(**({'dtype': dtype} if dtype is not None else {}))
     h_kw = _GEN_TINY_H
   else:

@@ -157,6 +157,16 @@ def ssim(pred, gt):
   return value.reshape(lead)
 
 
+def to_float(images):
+  """uint8 (any integer) in [0, 255] -> f32 in [0, 1]; floats pass through
+  as f32 (taken as already in [0, 1]). The one conversion every trainer and
+  evaluator uses."""
+  images = jnp.asarray(images)
+  if jnp.issubdtype(images.dtype, jnp.integer):
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
+
+
 def quantize_8bit(x):
   """Rounds images to 8-bit levels: `round(clip(x, 0, 1) * 255) / 255`.
 

@@ -313,47 +313,12 @@ def evaluate_h(run_dir: str, cfg, max_examples: int | None = None) -> dict:
 def load_generator(run_dir: str):
   """(model, params) of a trained generator (no optimiser state).
 
-  `inference.load_generator`, except for generators that need guidance
-  (zhong2022) on data other than B-Aist++: `inference.build_model` inits
-  those without guidance, which they refuse, so their params are restored
-  here from an init that has it (same checkpoint layout).
+  `inference.load_generator`, which also rebuilds generators that need
+  motion guidance (zhong2022) with a guidance input.
   """
-  # pylint: disable=g-import-not-at-top
-  import jax
-  import optax
-  import orbax.checkpoint as ocp
-  from hypercut_jax import inference
-  from hypercut_jax import models
-  from hypercut_jax.train import checkpoint as ckpt_lib
-  from hypercut_jax.train import generator as generator_lib
-  # pylint: enable=g-import-not-at-top
-  directory, step = inference.resolve(run_dir, 'generator')
-  config, step = ckpt_lib.read_config(directory, step)
-  name = (config.get('model') or {}).get('name')
-  if name not in getattr(models, 'NEEDS_GUIDANCE', ()):
-    g = inference.load_generator(run_dir)
-    return g.model, g.params
-  model = generator_lib.make_model(
-      name, inference.json_tuples(dict(config['model'].get('kwargs') or {})),
-      config.get('precision') or 'float32')
-  multiple = int(getattr(model, 'size_multiple', 1))
-  crop = max(multiple, int(config['input']['crop']) // multiple * multiple)
-  init = generator_lib.make_init(model, optax.identity(), crop,
-                                 with_guidance=True)
-  params = jax.eval_shape(init, jax.random.key(0)).params
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  item = {'params': jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-      params)}
-  restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding),
-                              item)
-  state_dir = os.path.join(directory, str(step), ckpt_lib.STATE)
-  with ckpt_lib.read_guard(directory, step, ckpt_lib.STATE):
-    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
-      out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(
-          item=item, restore_args=restore_args, partial_restore=True))
-  ckpt_lib.verify_state(directory, step, {'params': out['params']})
-  return model, out['params']
+  from hypercut_jax import inference  # pylint: disable=g-import-not-at-top
+  g = inference.load_generator(run_dir)
+  return g.model, g.params
 
 
 def _uses_middle(model) -> bool:

@@ -36,6 +36,7 @@ import portpicker
 import pytest
 
 from hypercut_jax.configs import synthetic as synthetic_configs
+from hypercut_jax.train import inputs
 from hypercut_jax.train import loop
 
 pytestmark = pytest.mark.slow
@@ -141,7 +142,7 @@ class _ConcatShards(grain.DatasetIterator):
 
 
 def _as_if_two_processes(train_iterator):
-  """`loop._train_iterator` building process 0's and 1's shards of 2."""
+  """`inputs.train_iterator` building process 0's and 1's shards of 2."""
   def make(cfg, source):
     shards = []
     for index in range(2):
@@ -243,8 +244,8 @@ def test_two_processes_match_one_process_and_resume_after_a_kill(tmp_path):
 
   # 4. The reference: one process, 4 of the 8 fake devices, same batches.
   reference = tmp_path / 'one_process'
-  with mock.patch.object(loop, '_train_iterator',
-                         _as_if_two_processes(loop._train_iterator)):
+  with mock.patch.object(inputs, 'train_iterator',
+                         _as_if_two_processes(inputs.train_iterator)):
     loop.run(_config(), str(reference), devices=jax.devices()[:4])
   for stage, steps in (('ordering', ORDERING_STEPS),
                        ('generator', GENERATOR_STEPS)):

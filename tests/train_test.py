@@ -13,6 +13,7 @@ import pytest
 
 from hypercut_jax.models import ordering as ordering_model
 from hypercut_jax.train import generator as generator_lib
+from hypercut_jax.train import inputs
 from hypercut_jax.train import loop
 from hypercut_jax.train import optim
 from hypercut_jax.train import ordering as ordering_lib
@@ -507,8 +508,8 @@ def test_generator_parts_load_the_centre_and_evaluate_both_middles(tmp_path):
   c.model.centre_checkpoint = jin_dir
   loop.validate(c)
   mesh = loop.sharding_lib.make_mesh(jax.devices()[:1])
-  _, test_src = loop._sources(c)
-  batches = loop._eval_batches_fn(c, test_src)
+  _, test_src = inputs.sources(c)
+  batches = inputs.eval_batches_fn(c, test_src)
   parts = generator_lib.parts(c, mesh, tx=optax.adam(1e-3), schedule=None)
   state = jax.jit(parts.init)(jax.random.key(0, impl='rbg'))
   jax.tree.map(np.testing.assert_array_equal, state.params['centre'],

@@ -75,6 +75,7 @@ import numpy as np
 import optax
 
 from hypercut_jax import losses
+from hypercut_jax import metrics as metrics_lib
 from hypercut_jax import models
 from hypercut_jax.models import zhong2022
 from hypercut_jax.train import bicyclegan
@@ -105,10 +106,6 @@ def _dict(x) -> dict:
   return dict(x.to_dict() if hasattr(x, 'to_dict') else x)
 
 
-def _dtype(precision: str):
-  return jnp.bfloat16 if precision == 'bfloat16' else None
-
-
 def has_guidance(data_cfg) -> bool:
   """Whether examples of `config.data` carry a 'guidance' map."""
   return data_cfg.get('name') == 'baist' or data_cfg.get('guidance') is True
@@ -137,8 +134,8 @@ def make_predictor(kwargs=None, precision: str = 'float32'
     if bad:
       raise ValueError(f'config.model.kwargs.{name} has unknown fields {bad}; '
                        f'known: {sorted(known)}')
-    if _dtype(precision) is not None:
-      fields.setdefault('dtype', _dtype(precision))
+    if config_lib.compute_dtype(precision) is not None:
+      fields.setdefault('dtype', config_lib.compute_dtype(precision))
     parts[name] = cls(**fields)
   separate = kwargs.get('separate_d2', False)
   if not isinstance(separate, bool):
@@ -238,7 +235,7 @@ def predictor_metrics(predictor, n_samples: int, params, arrays, key):
   static_gt / static_pred: share of static pixels in the ground truth / in
   the first sample.
   """
-  blur = bicyclegan.to_float(arrays['blur'])
+  blur = metrics_lib.to_float(arrays['blur'])
   labels = jnp.asarray(arrays['guidance']).astype(jnp.int32)
   b, h, w, _ = blur.shape
   m = predictor.size_multiple
@@ -371,8 +368,8 @@ def make_decomposer_step(model, tx: optax.GradientTransformation, *,
     if 'guidance' not in batch:
       raise ValueError(f"zhong2022 needs batch['guidance'] (set config.data."
                        f'guidance=True for data without it); batch keys: {sorted(batch)}')
-    blur = bicyclegan.to_float(batch['blur'])
-    sharp = bicyclegan.to_float(batch['sharp'])
+    blur = metrics_lib.to_float(batch['blur'])
+    sharp = metrics_lib.to_float(batch['sharp'])
     guidance = batch['guidance'].astype(jnp.int32)
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, blur, sharp, guidance, h_params, hyperplane)
@@ -409,7 +406,7 @@ def make_decomposer_evaluate(cfg, model, mesh, *, score_fn=None) -> Callable:
 
   @functools.partial(jax.jit, out_shardings=batch_sh)
   def predict(params, blur, guidance):
-    return models.predict(model, {'params': params}, bicyclegan.to_float(blur),
+    return models.predict(model, {'params': params}, metrics_lib.to_float(blur),
                           guidance=guidance.astype(jnp.int32))
 
   def predict_fn(params, batch):

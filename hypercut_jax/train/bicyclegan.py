@@ -48,7 +48,7 @@ updated G; the authors reuse the pre-update fakes).
 G with z ~ N(0, I); `decompose_samples` decomposes the blur with each of
 them (padded to both networks' size multiples, cropped back), the draws
 `animation.make_decomposer_evaluate` jits for P_n
-(`evaluators.BestOfNEvaluator`). `to_float` and `_pad_to_multiple` are the
+(`evaluators.BestOfNEvaluator`). `_pad_to_multiple` is one of the
 shared input helpers.
 """
 import dataclasses
@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hypercut_jax import metrics as metrics_lib
 from hypercut_jax.models import zhong2022
 
 
@@ -79,14 +80,6 @@ class BicycleGANConfig:
                          'must be >= 0')
     if self.tau <= 0:
       raise ValueError(f'BicycleGANConfig tau must be > 0; got tau={self.tau}')
-
-
-def to_float(images):
-  """uint8 in [0,255] -> f32 in [0,1]; float input is passed through."""
-  images = jnp.asarray(images)
-  if jnp.issubdtype(images.dtype, jnp.integer):
-    return images.astype(jnp.float32) / 255.0
-  return images.astype(jnp.float32)
 
 
 # ------------------------------------------------------------------ losses ---
@@ -132,7 +125,7 @@ def _split_batch(batch, n_classes):
   if 'blur' not in batch or 'guidance' not in batch:
     raise ValueError(f"guidance predictor batch needs 'blur' and 'guidance'; got "
                      f'keys {sorted(batch)}')
-  blur = to_float(batch['blur'])
+  blur = metrics_lib.to_float(batch['blur'])
   labels = jnp.asarray(batch['guidance']).astype(jnp.int32)
   if blur.ndim != 4 or labels.shape != blur.shape[:3]:
     raise ValueError(f'blur must be [B,H,W,3] and guidance [B,H,W]; got '
@@ -291,7 +284,7 @@ def sample_guidance(predictor, params, blur, key, n: int):
   blur: u8|f32[B,H,W,3] (any H, W: padded to the G's size multiple inside,
   cropped back). Returns i32[n,B,H,W], argmax of the logits.
   """
-  blur = to_float(blur)
+  blur = metrics_lib.to_float(blur)
   b, h, w, _ = blur.shape
   x = _pad_to_multiple(blur, predictor.size_multiple)
   z = jax.random.normal(key, (n, b, predictor.nz))
@@ -309,7 +302,7 @@ def decompose_samples(predictor, decomposer, pred_params, dec_params, blur,
   cropped back); key: PRNG key of the n latent draws. Returns
   f32[n,B,7,H,W,3] in [0,1]. Traceable; `n` must be static under jit.
   """
-  blur = to_float(blur)
+  blur = metrics_lib.to_float(blur)
   b, h, w, _ = blur.shape
   m = predictor.size_multiple
   dm = int(decomposer.size_multiple)

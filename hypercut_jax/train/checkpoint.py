@@ -658,7 +658,9 @@ def restore_latest_verified(
   """
   log = log or logging.warning
   path = os.path.abspath(checkpoints_dir(directory))
-  if not os.path.isdir(path):
+  # Agreed by every process before any of them goes on (process 0 creates
+  # the directory as soon as it opens its writable manager).
+  if _any_process(not os.path.isdir(path)):
     return None
   bad, made = [], []
 

@@ -10,9 +10,11 @@ name the field, its value and what is allowed (`field`, `choice`,
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from hypercut_jax import data as data_lib
+from hypercut_jax.train import evaluators
 from hypercut_jax.train import optim as optim_lib
 
 STAGES = ('ordering', 'generator', 'predictor', 'both')
@@ -28,6 +30,12 @@ SHARED_FIELDS = ('stage', 'seed', 'precision', 'sharding', 'data', 'keep',
 # config.prng_impl (optional; None = jax's default, threefry2x32): the PRNG
 # of the init and train keys. 'rbg' compiles far faster on XLA:CPU.
 PRNG_IMPLS = ('threefry2x32', 'rbg', 'unsafe_rbg')
+
+
+def compute_dtype(precision: str):
+  """config.precision -> the models' compute dtype: 'float32' -> None (the
+  module default), 'bfloat16' -> jnp.bfloat16."""
+  return jnp.bfloat16 if precision == 'bfloat16' else None
 
 
 def steps_of(what: str, cfg, steps_per_epoch: int):
@@ -180,6 +188,7 @@ def validate_common(cfg, *, prefix: str, devices=None) -> None:
                      'be set')
   field(cfg, 'best_metric', str, prefix=prefix)
   field(cfg, 'model.name', str, prefix=prefix)
+  evaluators.check_specs(cfg.get('eval', {}).get('extra'), prefix)
 
 
 def chained(config, stage: str, stage_dirs: dict) -> ml_collections.ConfigDict:

@@ -26,12 +26,21 @@ evaluator's jitted function: model functions always receive float frames.
   real examples of whatever per-example values a function returns (e.g. the
   guidance predictor's accuracy and KL, `train/animation.py`).
 
+Evaluators from the config (`config.eval.extra`): a list of entries
+`{'name': N, **settings}`, N a name registered with `@register(N)` or an
+importable 'module.path:Class'. The loop builds each once per stage as
+`Class(batches_fn=..., mesh=..., config=<stage config>, **settings)` and
+merges `run(state) -> {metric: float}` into every evaluation's metrics
+(logged as 'eval/<metric>'). A new evaluator is its module plus one config
+line; see `tests/evaluator_registry_test.py`.
+
 Model functions may take extra traced arguments (e.g. the current params,
 so that evaluating a changing model does not recompile): `run(*args)` calls
 `score_fn(*args, frames)` / `predict_fn(*args, batch)` /
 `sample_fn(*args, batch, key)`.
 """
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -50,13 +59,6 @@ _CON_KS = (2, 3)
 # One LPIPS function per backbone per process: a cached factory keeps the
 # static argument identical across evaluator instances (one compilation).
 _lpips_fn = functools.cache(metrics.make_lpips)
-
-
-def _to_float(frames):
-  """uint8 in [0,255] -> f32 in [0,1]; float input is taken as already in [0,1]."""
-  if frames.dtype == jnp.uint8:
-    return frames.astype(jnp.float32) / 255.0
-  return frames.astype(jnp.float32)
 
 
 def _check_batch(batch, keys=('sharp',)):
@@ -141,7 +143,7 @@ def _host_rows(x):
 @functools.partial(jax.jit, static_argnums=(0,))
 def _ordering_sums(score_fn, args, sharp, mask):
   """sharp: uint8[B,7,H,W,3]; mask: bool[B] -> masked sums of hit/con + 'count'."""
-  u, v = score_fn(*args, _to_float(sharp))
+  u, v = score_fn(*args, metrics.to_float(sharp))
   _check_scores(u, v, sharp.shape[0])  # shapes are static: checked once, at trace time
   return metrics.masked_sums(_ordering_per_example(u, v), mask)
 
@@ -154,7 +156,7 @@ def _image_metrics(lpips_fn, score_fn, max_db, level, pred, sharp):
   With score_fn, also hit/con of the predictions under H ('pred_' prefix).
   """
   pred = pred.astype(jnp.float32)
-  out = metrics.order_aware_summary(pred, _to_float(sharp), lpips_fn, level=level,
+  out = metrics.order_aware_summary(pred, metrics.to_float(sharp), lpips_fn, level=level,
                                     max_db=max_db)
   if score_fn is not None:
     u, v = score_fn(pred)
@@ -171,7 +173,7 @@ def _copy_blur_metrics(lpips_fn, max_db, level, blur, sharp):
   frames; sharp: uint8[B,7,H,W,3]. The image metrics of `_image_metrics`
   (no H scores: 7 identical frames have no order).
   """
-  pred = jnp.repeat(_to_float(blur)[:, None], _N_FRAMES, axis=1)
+  pred = jnp.repeat(metrics.to_float(blur)[:, None], _N_FRAMES, axis=1)
   return _image_metrics(lpips_fn, None, max_db, level, pred, sharp)
 
 
@@ -463,3 +465,61 @@ class PerExampleEvaluator:
                            f'{name!r} has shape {tuple(values.shape)}')
       acc = _accumulate(acc, _masked_sums(per_example, _put(mask, self.data_sharding)))
     return _finalize(acc, 'PerExampleEvaluator')
+
+
+# ---------------------------------------------------- from the config ---
+REGISTRY = {}
+
+
+def register(name: str):
+  """Class decorator: `config.eval.extra` entries can name the class."""
+  def add(cls):
+    if REGISTRY.get(name, cls) is not cls:
+      raise ValueError(f'evaluator name {name!r} is already registered for '
+                       f'{REGISTRY[name].__name__}')
+    REGISTRY[name] = cls
+    return cls
+  return add
+
+
+def resolve(name: str):
+  """The evaluator class of a registered name or a 'module.path:Class'."""
+  if name in REGISTRY:
+    return REGISTRY[name]
+  module, sep, attr = str(name).partition(':')
+  if not sep or not module or not attr:
+    raise ValueError(f'evaluator {name!r}: not a registered name '
+                     f'({sorted(REGISTRY)}) nor a \'module.path:Class\'')
+  try:
+    return getattr(importlib.import_module(module), attr)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f'evaluator {name!r} cannot be imported: {e}') from None
+
+
+def check_specs(specs, prefix: str = 'config') -> None:
+  """ValueError naming `eval.extra[i]` unless each entry resolves."""
+  if specs is None:
+    return
+  if not isinstance(specs, (list, tuple)):
+    raise ValueError(f'{prefix}.eval.extra={specs!r}; expected a list of '
+                     "{'name': ..., **settings}")
+  for i, spec in enumerate(specs):
+    spec = spec.to_dict() if hasattr(spec, 'to_dict') else spec
+    if not isinstance(spec, dict) or not isinstance(spec.get('name'), str):
+      raise ValueError(f'{prefix}.eval.extra[{i}]={spec!r}; expected '
+                       "{'name': str, **settings}")
+    try:
+      resolve(spec['name'])
+    except ValueError as e:
+      raise ValueError(f'{prefix}.eval.extra[{i}]: {e}') from None
+
+
+def build_extra(specs, **context) -> list:
+  """The evaluators of `config.eval.extra`, each built with `context`
+  (batches_fn, mesh, config) and its own settings."""
+  out = []
+  for spec in specs or ():
+    spec = dict(spec.to_dict() if hasattr(spec, 'to_dict') else spec)
+    cls = resolve(spec.pop('name'))
+    out.append(cls(**context, **spec))
+  return out

@@ -108,7 +108,22 @@ def h_identity(cfg) -> dict | None:
     return None
   recorded = read(_stage_dir(path))
   return {'digest': recorded['digest'] if recorded else None,
-          'step': ckpt_lib.latest_step(path)}
+          'step': _latest_committed_step(path)}
+
+
+def _latest_committed_step(path: str) -> int | None:
+  """The newest committed step under `path`, from the file system only.
+
+  Orbax renames a step's temporary folder to `<step>` once it is complete.
+  No checkpoint manager is opened: that is a collective on several
+  processes, and processes check fingerprints at different moments.
+  """
+  folder = ckpt_lib.checkpoints_dir(path)
+  if not os.path.isdir(folder):
+    return None
+  steps = [int(n) for n in os.listdir(folder)
+           if n.isdigit() and os.path.isdir(os.path.join(folder, n))]
+  return max(steps, default=None)
 
 
 def record_of(cfg) -> dict:

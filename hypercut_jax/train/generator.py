@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from hypercut_jax import losses
+from hypercut_jax import metrics as metrics_lib
 from hypercut_jax import models
 from hypercut_jax.models import ordering as ordering_model
 from hypercut_jax.models import purohit2019
@@ -80,7 +81,7 @@ def make_model(name: str, kwargs: dict | None, precision: str = 'float32'):
   kwargs = dict(kwargs or {})
   if name in _CONFIG_KWARGS:
     kwargs = _CONFIG_KWARGS[name](kwargs)
-  dtype = ordering_lib.compute_dtype(precision)
+  dtype = config_lib.compute_dtype(precision)
   if dtype is not None and 'dtype' in _field_names(cls) and 'dtype' not in kwargs:
     kwargs['dtype'] = dtype
   try:
@@ -333,8 +334,8 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
 
   def train_step(state, batch, key, h_params=None, hyperplane=None):
     key = jax.random.fold_in(key, state.step)
-    blur = ordering_lib.to_float(batch['blur'])
-    sharp = ordering_lib.to_float(batch['sharp'])
+    blur = metrics_lib.to_float(batch['blur'])
+    sharp = metrics_lib.to_float(batch['sharp'])
     guidance = batch.get('guidance')
     if guidance is not None:
       guidance = guidance.astype(jnp.int32)
@@ -359,9 +360,9 @@ def make_predict_fn(model) -> Callable:
   def predict(params, blur, middle=None):
     kw = {}
     if middle is not None:
-      kw['middle'] = ordering_lib.to_float(middle)
+      kw['middle'] = metrics_lib.to_float(middle)
     return models.predict(model, {'params': params},
-                          ordering_lib.to_float(blur), **kw)
+                          metrics_lib.to_float(blur), **kw)
   return predict
 
 # ------------------------------------------------------ the loop's interface ---

@@ -37,13 +37,13 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from hypercut_jax import data as data_lib
-from hypercut_jax.data import pipeline
 from hypercut_jax.train import animation
 from hypercut_jax.train import checkpoint as ckpt_lib
 from hypercut_jax.train import config as config_lib
+from hypercut_jax.train import evaluators
 from hypercut_jax.train import fingerprint as fingerprint_lib
 from hypercut_jax.train import generator as generator_lib
+from hypercut_jax.train import inputs
 from hypercut_jax.train import optim as optim_lib
 from hypercut_jax.train import ordering as ordering_lib
 from hypercut_jax.train import report
@@ -105,54 +105,6 @@ def validate(config, *, devices=None) -> None:
     config_lib.validate_common(cfg, prefix=prefix, devices=devices)
     stage_module(cfg).validate(cfg, prefix=prefix,
                                auto_h=config.stage == 'both')
-
-
-# =============================================================================
-# Input.
-# =============================================================================
-def _sources(cfg):
-  train = data_lib.get_source(cfg.data, 'train')
-  test = data_lib.get_source(cfg.data, 'test')
-  limit = cfg.eval.get('max_examples')
-  if limit is not None:
-    test = pipeline.Prefix(test, limit)
-  if len(train) < 1 or len(test) < 1:
-    raise ValueError(f'config.data={cfg.data.name!r} gives {len(train)} train '
-                     f'and {len(test)} test examples; need >= 1 each')
-  _check_crops(cfg, train, test)
-  return train, test
-
-
-def _check_crops(cfg, train, test) -> None:
-  """input.crop / input.eval_crop fit the records (read from record 0)."""
-  for field, source in (('crop', train), ('eval_crop', test)):
-    crop = cfg.input.get(field)
-    if crop is None:
-      continue
-    ch, cw = (crop, crop) if isinstance(crop, int) else tuple(crop)
-    h, w = np.shape(source[0]['blur'])[:2]
-    if ch > h or cw > w:
-      raise ValueError(
-          f'input.{field}={crop!r} ({cfg.stage} stage) is larger than the '
-          f'{cfg.data.name!r} records ({h}x{w}); use a crop of at most '
-          f'{min(h, w)}')
-
-
-def _train_iterator(cfg, source):
-  per_process = cfg.input.batch_size // jax.process_count()
-  augment = cfg.input.get('augment')
-  kwargs = dict(batch_size=per_process, crop=cfg.input.crop, seed=cfg.seed,
-                worker_count=cfg.input.get('worker_count', 0))
-  if augment:
-    kwargs['augment'] = augment.to_dict() if hasattr(augment, 'to_dict') else dict(augment)
-  return pipeline.make_train_iterator(source, **kwargs)
-
-
-def _eval_batches_fn(cfg, source):
-  per_process = cfg.input.eval_batch_size // jax.process_count()
-  crop = cfg.input.get('eval_crop')
-  return lambda: pipeline.make_eval_batches(source, batch_size=per_process,
-                                            crop=crop)
 
 
 # =============================================================================
@@ -221,7 +173,7 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
   stage = cfg.stage
   stop_flag = stop_flag or threading.Event()
   # Nothing is written before the data and the workdir's config are checked.
-  train_src, test_src = _sources(cfg)
+  train_src, test_src = inputs.sources(cfg)
   record = fingerprint_lib.check(cfg, workdir, override=config_lib.override(cfg))
   os.makedirs(workdir, exist_ok=True)
 
@@ -237,7 +189,7 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
   eval_every = steps_of('eval', cfg, steps_per_epoch)
   ckpt_every = steps_of('ckpt', cfg, steps_per_epoch)
   log_every = int(cfg.log_steps)
-  eval_batches = _eval_batches_fn(cfg, test_src)
+  eval_batches = inputs.eval_batches_fn(cfg, test_src)
 
   # ------------------------------------------------------ model + optim ---
   schedule = optim_lib.make_schedule(
@@ -260,7 +212,7 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
   # checkpoints.corrupt/, one warning line each), before the manager opens.
   restored = ckpt_lib.restore_latest_verified(
       ckpt_dir, sharding_lib.with_shardings(abstract, state_sh),
-      data_iter_fn=lambda: _train_iterator(cfg, train_src),
+      data_iter_fn=lambda: inputs.train_iterator(cfg, train_src),
       log=lambda line: logging.warning('[%s] %s', stage, line))
   mngr = ckpt_lib.make_manager(ckpt_dir, keep=cfg.keep,
                                best_metric=f'eval/{best}',
@@ -270,7 +222,7 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
     state, train_it, latest = restored
     logging.info('[%s] resumed from step %d in %s', stage, latest, ckpt_dir)
   else:
-    train_it = _train_iterator(cfg, train_src)
+    train_it = inputs.train_iterator(cfg, train_src)
     state = jax.jit(parts.init, out_shardings=state_sh)(init_key)
   train_key = jax.jit(lambda k: k, out_shardings=repl)(train_key)  # multi-host safe
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
@@ -283,6 +235,8 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
       in_shardings=(state_sh, batch_sh, repl, *parts.extra_shardings),
       out_shardings=(state_sh, repl), donate_argnums=0)
   evaluate = parts.make_evaluate(eval_batches)
+  extra_evaluators = evaluators.build_extra(
+      cfg.eval.get('extra'), batches_fn=eval_batches, mesh=mesh, config=cfg)
 
   # ---------------------------------------------------------------- loop ---
   writer = report.MetricWriter(workdir)
@@ -301,6 +255,8 @@ def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
     nonlocal metrics, table, last_eval_step
     t0 = time.time()
     values, examples = evaluate(state)
+    for evaluator in extra_evaluators:   # config.eval.extra
+      values = {**values, **evaluator.run(state)}
     metrics = {f'eval/{k}': float(v) for k, v in values.items()}
     metrics['eval/seconds'] = time.time() - t0
     writer.write(step, metrics)
@@ -380,7 +336,7 @@ def run(config, workdir: str, *, devices=None) -> dict:
   # stops the run before an earlier one is touched.
   for stage, stage_dir in stage_dirs.items():
     cfg = config_lib.chained(config, stage, stage_dirs)
-    _sources(cfg)
+    inputs.sources(cfg)
     fingerprint_lib.check(cfg, stage_dir, override=config_lib.override(cfg))
   results = {}
   with _sigterm_flag() as stop_flag:
@@ -391,7 +347,9 @@ def run(config, workdir: str, *, devices=None) -> dict:
       results[stage] = result
       if result.preempted:
         return results
-  text = report.results_markdown(config, results)
+  text = report.results_markdown(
+      config, results, generator_cfg=stage_config(config, 'generator')
+      if 'generator' in results else None)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
       f.write(text + '\n')

@@ -27,11 +27,6 @@ MODEL_FIELDS = ('nf', 'embed_dim', 'n_down', 'n_blocks', 'negative_slope',
                 'channel_order', 'mean', 'std')
 
 
-def compute_dtype(precision: str):
-  """'float32' -> None (module default), 'bfloat16' -> jnp.bfloat16."""
-  return jnp.bfloat16 if precision == 'bfloat16' else None
-
-
 def make_model(model_kwargs: dict, precision: str = 'float32'
                ) -> ordering_model.OrderingNet:
   """OrderingNet from `config.model.kwargs` (a dict of MODEL_FIELDS)."""
@@ -43,7 +38,7 @@ def make_model(model_kwargs: dict, precision: str = 'float32'
   for key in ('mean', 'std'):
     if key in kwargs:
       kwargs[key] = tuple(float(x) for x in kwargs[key])
-  return ordering_model.OrderingNet(dtype=compute_dtype(precision), **kwargs)
+  return ordering_model.OrderingNet(dtype=config_lib.compute_dtype(precision), **kwargs)
 
 
 def make_init(model, tx: optax.GradientTransformation, image_size: int
@@ -56,13 +51,6 @@ def make_init(model, tx: optax.GradientTransformation, image_size: int
     hyperplane = ordering_model.init_hyperplane(plane_key, model.embed_dim)
     return state_lib.create(params, tx, hyperplane=hyperplane)
   return init
-
-
-def to_float(images):
-  """uint8 in [0,255] -> f32 in [0,1]; float input is passed through."""
-  if jnp.issubdtype(images.dtype, jnp.integer):
-    return images.astype(jnp.float32) / 255.0
-  return images.astype(jnp.float32)
 
 
 def make_train_step(model, tx: optax.GradientTransformation, *,
@@ -81,7 +69,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
 
   def train_step(state, batch, key):
     del key  # deterministic network; see docstring
-    frames = to_float(batch['sharp'])
+    frames = metrics_lib.to_float(batch['sharp'])
     (loss, (u, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.hyperplane, frames)
     new_state = state_lib.apply_gradients(state, grads, tx)
@@ -102,7 +90,7 @@ def make_score_fn(model) -> Callable:
   """
   def score(params, hyperplane, frames):
     return ordering_model.pair_scores(model, params, hyperplane,
-                                      to_float(frames))
+                                      metrics_lib.to_float(frames))
   return score
 
 

@@ -28,8 +28,6 @@ import re
 
 import numpy as np
 
-from hypercut_jax.train import config as config_lib
-
 # hit / con@2 / con@3 in percent, HyperCUT (CVPR 2023) Table 1.
 PAPER_ORDERING = {
     'reds': ('REDS', (95.7, 96.5, 94.4)),
@@ -246,6 +244,8 @@ def _lookup(metrics, name):
   """
   if name in metrics:
     return metrics[name]
+  if f'eval/{name}' in metrics:   # before other splits' or extra evaluators'
+    return metrics[f'eval/{name}']
   hits = [k for k in metrics if isinstance(k, str) and k.endswith('/' + name)
           and not _QUALIFIER.search(k[:-len(name) - 1])]
   if len(hits) > 1:
@@ -626,11 +626,12 @@ def paper_row(cfg, table_stage) -> dict:
   return {'dataset': cfg.data.name}
 
 
-def results_markdown(config, results) -> str:
+def results_markdown(config, results, generator_cfg=None) -> str:
   """The final results.md of `loop.run`: each stage's table; for generators,
   the verdict line against "copy the blur" under the table (`blur_verdict`).
 
-  results: {stage: loop.StageResult} (uses .step, .table, .metrics).
+  results: {stage: loop.StageResult} (uses .step, .table, .metrics);
+  generator_cfg: the generator stage's one-stage config (when it ran).
   """
   parts = [f'# Results ({config.data.name})']
   if 'ordering' in results:
@@ -643,7 +644,7 @@ def results_markdown(config, results) -> str:
                  f'{r.step})\n\n{r.table}')
   if 'generator' in results:
     r = results['generator']
-    cfg = config_lib.stage_config(config, 'generator')
+    cfg = generator_cfg
     with_h = bool(cfg.hypercut.alpha) and (
         config.stage == 'both' or cfg.hypercut.get('checkpoint'))
     name = cfg.model.name + (f' + HyperCUT (alpha={cfg.hypercut.alpha:g})'
