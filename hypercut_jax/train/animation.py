@@ -371,14 +371,8 @@ def make_decomposer_step(model, tx: optax.GradientTransformation, *,
     blur = metrics_lib.to_float(batch['blur'])
     sharp = metrics_lib.to_float(batch['sharp'])
     guidance = batch['guidance'].astype(jnp.int32)
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, blur, sharp, guidance, h_params, hyperplane)
-    new_state = state_lib.apply_gradients(state, grads, tx)
-    out = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads)}
-    out.update({f'train/{k}': v for k, v in terms.items()})
-    if schedule is not None:
-      out['train/lr'] = jnp.asarray(schedule(state.step), jnp.float32)
-    return new_state, out
+    return generator_lib.update(state, tx, schedule, loss_fn, state.params,
+                                blur, sharp, guidance, h_params, hyperplane)
   return train_step
 
 

@@ -339,15 +339,22 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
     guidance = batch.get('guidance')
     if guidance is not None:
       guidance = guidance.astype(jnp.int32)
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, blur, sharp, guidance, key, h_params, hyperplane)
-    new_state = state_lib.apply_gradients(state, grads, tx)
-    out = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads)}
-    out.update({f'train/{k}': v for k, v in terms.items()})
-    if schedule is not None:
-      out['train/lr'] = jnp.asarray(schedule(state.step), jnp.float32)
-    return new_state, out
+    return update(state, tx, schedule, loss_fn, state.params, blur, sharp,
+                  guidance, key, h_params, hyperplane)
   return train_step
+
+
+def update(state, tx, schedule, loss_fn, *args):
+  """The generator steps' tail: gradients of `loss_fn(*args) -> (loss,
+  terms)` (args[0] = the params), the optimiser update and the logged
+  metrics 'train/loss', 'train/grad_norm', 'train/<term>', 'train/lr'."""
+  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args)
+  new_state = state_lib.apply_gradients(state, grads, tx)
+  out = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads)}
+  out.update({f'train/{k}': v for k, v in terms.items()})
+  if schedule is not None:
+    out['train/lr'] = jnp.asarray(schedule(state.step), jnp.float32)
+  return new_state, out
 
 
 def make_predict_fn(model) -> Callable:
@@ -364,6 +371,7 @@ def make_predict_fn(model) -> Callable:
     return models.predict(model, {'params': params},
                           metrics_lib.to_float(blur), **kw)
   return predict
+
 
 # ------------------------------------------------------ the loop's interface ---
 def validate(cfg, *, prefix: str, auto_h: bool = False) -> None:
