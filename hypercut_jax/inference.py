@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import optax
 
+from hypercut_jax import data as data_lib
 from hypercut_jax import models
 from hypercut_jax.models import ordering as ordering_model
 from hypercut_jax.train import checkpoint as ckpt_lib
@@ -103,8 +104,7 @@ def build_model(kind: str, config: dict, precision: str | None = None):
   model = generator_lib.make_model(name, kwargs, precision)
   data = config.get('data') or {}
   # Same rule as the trainer: data with guidance, or a model that needs it.
-  with_guidance = (data.get('name') == 'baist' or data.get('guidance') is True
-                   or name in models.NEEDS_GUIDANCE)
+  with_guidance = data_lib.has_guidance(data) or name in models.NEEDS_GUIDANCE
   multiple = int(getattr(model, 'size_multiple', 1))
   crop = max(multiple, crop - crop % multiple)
   return model, generator_lib.make_init(model, tx, crop, with_guidance)

@@ -338,13 +338,14 @@ def evaluate_generator(run_dir: str, cfg, *, h=None, lpips=True,
   # pylint: disable=g-import-not-at-top
   import jax
   import jax.numpy as jnp
+  from hypercut_jax import data as data_lib
   from hypercut_jax import models
   from hypercut_jax.models import ordering as ordering_model
   from hypercut_jax.train import evaluators
   # pylint: enable=g-import-not-at-top
   model, params = load_generator(run_dir)
   middle = _uses_middle(model)
-  guidance = cfg.data.name == 'baist' or bool(cfg.data.get('guidance'))
+  guidance = data_lib.has_guidance(cfg.data)
 
   @jax.jit
   def predict(params, blur, sharp, guide):

@@ -21,6 +21,14 @@ _SYNTHETIC_OPTIONAL = ('blur_space', 'sub_frames', 'max_sprites',
                        'motion_scale', 'scenes')
 
 
+def has_guidance(data_config) -> bool:
+  """Whether examples of this data carry motion guidance: B-Aist++ ships
+  it; any other dataset computes it from the sharp frames with
+  `guidance=True`. data_config: the data ConfigDict or a plain dict."""
+  return (data_config.get('name') == 'baist'
+          or data_config.get('guidance') is True)
+
+
 def _field(config, name: str):
   if name not in config:
     raise ValueError(f'data config {config.get("name")!r} needs field '

@@ -74,6 +74,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from hypercut_jax import data as data_lib
 from hypercut_jax import losses
 from hypercut_jax import metrics as metrics_lib
 from hypercut_jax import models
@@ -104,11 +105,6 @@ def _dict(x) -> dict:
   if x is None:
     return {}
   return dict(x.to_dict() if hasattr(x, 'to_dict') else x)
-
-
-def has_guidance(data_cfg) -> bool:
-  """Whether examples of `config.data` carry a 'guidance' map."""
-  return data_cfg.get('name') == 'baist' or data_cfg.get('guidance') is True
 
 
 # ============================================================================
@@ -358,9 +354,9 @@ def make_decomposer_step(model, tx: optax.GradientTransformation, *,
     out = model.apply({'params': params}, blur, train=True, guidance=guidance)
     loss, terms = decomposer_terms(model, out, sharp, loss_name, space)
     if use_h:
-      terms.update(generator_lib.hypercut_terms(
-          h_model, h_params, hyperplane, out['frames_raw'], reg_form))
-      loss = loss + alpha * terms['r_hyp']
+      loss, terms = generator_lib.with_r_hyp(
+          loss, terms, alpha, (h_model, h_params, hyperplane),
+          out['frames_raw'], reg_form)
     return loss, terms
 
   def train_step(state, batch, key, h_params=None, hyperplane=None):
@@ -500,7 +496,7 @@ def predictor_stage(cfg, mesh, *, schedule, steps_per_epoch, total_steps,
 # Validation (called by loop.validate before anything is built).
 # ============================================================================
 def _check_guidance_data(cfg, prefix, what):
-  if not has_guidance(cfg.data):
+  if not data_lib.has_guidance(cfg.data):
     raise ValueError(
         f'{what} needs motion guidance: config.data.name={cfg.data.get("name")!r} '
         'has none; set config.data.guidance=True (computed from the sharp '

@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from hypercut_jax import data as data_lib
 from hypercut_jax import losses
 from hypercut_jax import metrics as metrics_lib
 from hypercut_jax import models
@@ -278,6 +279,17 @@ def hypercut_terms(h_model, h_params, hyperplane, frames: jax.Array,
           'pred_sign_neg': jnp.mean((scores < 0).astype(jnp.float32))}
 
 
+def with_r_hyp(loss, terms: dict, alpha: float, h, frames: jax.Array,
+               reg_form: str = 'official'):
+  """(loss + alpha * R_hyp, terms with 'r_hyp' and 'pred_sign_neg').
+
+  The HyperCUT regulariser every generator stage adds to its deblurring
+  loss. h: (h_model, h_params, hyperplane) of the frozen H.
+  """
+  terms = {**terms, **hypercut_terms(*h, frames, reg_form)}
+  return loss + alpha * terms['r_hyp'], terms
+
+
 def hypercut_order(h_model, h_params, hyperplane,
                    frames: jax.Array) -> jax.Array:
   """Each sequence in H's order: itself or its time reversal (stop-gradient).
@@ -327,9 +339,9 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
                       rngs={'dropout': key, 'noise': key}, **kw)
     loss, terms = deblur_terms(out, sharp, loss_name, flow_weight, space)
     if use_h:
-      terms.update(hypercut_terms(h_model, h_params, hyperplane,
-                                  out['frames'], reg_form))
-      loss = loss + alpha * terms['r_hyp']
+      loss, terms = with_r_hyp(loss, terms, alpha,
+                               (h_model, h_params, hyperplane),
+                               out['frames'], reg_form)
     return loss, terms
 
   def train_step(state, batch, key, h_params=None, hyperplane=None):
@@ -518,7 +530,7 @@ def parts(cfg, mesh, *, tx, schedule, **unused) -> state_lib.StageParts:
       return values, examples
     return evaluate
 
-  with_guidance = cfg.data.name == 'baist' or cfg.data.get('guidance') is True
+  with_guidance = data_lib.has_guidance(cfg.data)
   step = make_train_step(
       model, tx, loss_name=cfg.loss.deblur,
       flow_weight=float(cfg.loss.get('flow_weight', 0.0)), h_model=h_model,
