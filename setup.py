@@ -23,9 +23,12 @@ BASE = [
 EXTRAS = {
     # Everything the test suite needs (README command 2): torch for the
     # checkpoint-converter parity tests against an eager PyTorch H and the
-    # benchmark smoke tests, matplotlib for the reproduction report's plots.
+    # benchmark smoke tests, matplotlib for the reproduction report's plots,
+    # PyAV for `predict --mp4`.
     'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'torch>=2.5,<2.14',
-             'matplotlib>=3.8,<4'],
+             'matplotlib>=3.8,<4', 'av>=12,<19'],
+    # `predict --mp4` (PyAV ships FFmpeg in its wheel: no system binary).
+    'video': ['av>=12,<19'],
     # Building PNG-encoded TFDS datasets (REDS, B-Aist++, RB2V).
     'prepare': ['tensorflow-cpu>=2.16,<3'],
     # Reading the authors' released PyTorch checkpoints.

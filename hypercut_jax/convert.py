@@ -30,8 +30,15 @@ fail with the list of them. The output is a stage-1 checkpoint at step 0 in
 optimiser state for the official AdaMax, step 0 and the hyperplane) and
 `config` (a stage-1 config whose model section reproduces the official H),
 so `config.hypercut.checkpoint=DIR` (stage 2) and `order` accept it.
+
+In Python, `load_official(path_or_state_dict)` does the same reading,
+checking and mapping fully in memory (no directory written) and returns
+`(model, params, hyperplane)`, equal to what `inference.load_ordering`
+gives on the converted directory. A state_dict already in memory (torch
+tensors or numpy arrays, in any of the forms above) is accepted too.
 """
 import argparse
+from collections.abc import Mapping
 import hashlib
 import os
 import re
@@ -90,10 +97,70 @@ def _load_failure(e: BaseException) -> str:
   return f"{type(e).__name__}: {' '.join(text.split())}"
 
 
-def _is_tensor_dict(d, torch) -> bool:
-  return (isinstance(d, dict) and len(d) > 0
+def _is_tensor(v) -> bool:
+  """A torch tensor, numpy array or jax array (torch is not imported here)."""
+  torch = sys.modules.get('torch')
+  if torch is not None and isinstance(v, torch.Tensor):
+    return True
+  jax = sys.modules.get('jax')
+  return isinstance(v, np.ndarray) or (jax is not None
+                                       and isinstance(v, jax.Array))
+
+
+def _is_tensor_dict(d) -> bool:
+  return (isinstance(d, Mapping) and len(d) > 0
           and all(isinstance(k, str) for k in d)
-          and all(isinstance(v, torch.Tensor) for v in d.values()))
+          and all(_is_tensor(v) for v in d.values()))
+
+
+def _describe(obj) -> str:
+  """What `obj` is, for the error saying it is not a state_dict."""
+  if not isinstance(obj, Mapping):
+    return f'a {type(obj).__name__}'
+  text = f'a dict with keys {sorted(map(str, obj))[:10]}'
+  if any(_is_tensor(v) for v in obj.values()):
+    odd = sorted(f'{k} ({type(v).__name__})' for k, v in obj.items()
+                 if not isinstance(k, str) or not _is_tensor(v))
+    text += f' whose values under {_limited(odd, 6)} are not tensors'
+  return text
+
+
+def _float32(key: str, value, where: str) -> np.ndarray:
+  torch = sys.modules.get('torch')
+  try:
+    if torch is not None and isinstance(value, torch.Tensor):
+      return value.detach().to(torch.float32).cpu().numpy()
+    return np.asarray(value, np.float32)
+  except (TypeError, ValueError, RuntimeError) as e:
+    raise ConversionError(f'{where}: {key} (dtype {value.dtype}) is not a '
+                          f'real-valued tensor ({" ".join(str(e).split())})'
+                          ) from None
+
+
+def state_dict_arrays(obj, where: str = '<state_dict>'
+                      ) -> dict[str, np.ndarray]:
+  """{official key: float32 array} from what torch.load returns, in memory.
+
+  obj: a mapping of names to tensors (torch tensors, numpy or jax arrays),
+  or a mapping wrapping one under one of WRAPPER_KEYS; DataParallel's
+  `module.` prefix is dropped. `where` names the source in errors.
+  Raises ConversionError when `obj` holds no state_dict.
+  """
+  state = None
+  if _is_tensor_dict(obj):
+    state = obj
+  elif isinstance(obj, Mapping):
+    for key in WRAPPER_KEYS:
+      if _is_tensor_dict(obj.get(key)):
+        state = obj[key]
+        break
+  if state is None:
+    raise ConversionError(
+        f'{where}: holds {_describe(obj)}, not a state_dict (a dict of '
+        f'tensors, or a dict wrapping one under one of {list(WRAPPER_KEYS)})')
+  if all(k.startswith('module.') for k in state):
+    state = {k[len('module.'):]: v for k, v in state.items()}
+  return {k: _float32(k, v, where) for k, v in state.items()}
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -112,25 +179,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     # torch raises UnpicklingError, RuntimeError, EOFError, ... here.
     raise ConversionError(f'{path}: not a readable PyTorch checkpoint '
                           f'({_load_failure(e)})') from None
-  state = None
-  if _is_tensor_dict(obj, torch):
-    state = obj
-  elif isinstance(obj, dict):
-    for key in WRAPPER_KEYS:
-      if _is_tensor_dict(obj.get(key), torch):
-        state = obj[key]
-        break
-  if state is None:
-    what = (f'a dict with keys {sorted(map(str, obj))[:10]}'
-            if isinstance(obj, dict) else f'a {type(obj).__name__}')
-    raise ConversionError(
-        f'{path}: holds {what}, not a state_dict (a dict of tensors, or a '
-        f'dict wrapping one under one of {list(WRAPPER_KEYS)})')
-  keys = list(state)
-  if all(k.startswith('module.') for k in keys):
-    state = {k[len('module.'):]: v for k, v in state.items()}
-  return {k: v.detach().to(torch.float32).cpu().numpy()
-          for k, v in state.items()}
+  return state_dict_arrays(obj, path)
 
 
 def infer_sizes(state: dict, path: str = '<state_dict>') -> dict:
@@ -162,12 +211,17 @@ def infer_sizes(state: dict, path: str = '<state_dict>') -> dict:
 
 
 def model_kwargs(sizes: dict, negative_slope: float = 1.0) -> dict:
-  """OrderingNet fields of the official H with these sizes."""
+  """OrderingNet fields of the official H with these sizes.
+
+  Hashable values only (mean/std as tuples), so `OrderingNet(**kwargs)` can
+  be a static argument of `jax.jit`; a JSON round trip of the saved config
+  gives lists back, which `OrderingNet` turns into tuples again.
+  """
   return {'nf': sizes['nf'], 'embed_dim': sizes['embed_dim'],
           'n_down': sizes['n_down'], 'n_blocks': sizes['n_blocks'],
           'negative_slope': float(negative_slope), 'channel_order': 'bgr',
-          'mean': list(ordering.IMAGENET_MEAN),
-          'std': list(ordering.IMAGENET_STD)}
+          'mean': tuple(ordering.IMAGENET_MEAN),
+          'std': tuple(ordering.IMAGENET_STD)}
 
 
 def _limited(items, n=12) -> str:
@@ -184,8 +238,7 @@ def to_flax(state: dict, kwargs: dict, path: str = '<state_dict>'):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  model = ordering.OrderingNet(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in kwargs.items()})
+  model = ordering.OrderingNet(**kwargs)
   side = ordering.min_side(model.n_down)
   try:
     abstract = jax.eval_shape(model.init, jax.random.key(0),
@@ -303,6 +356,72 @@ def write_checkpoint(output: str, params, hyperplane, config: dict, *,
   return ckpt_dir
 
 
+def from_state_dict(state: dict, where: str = '<state_dict>', *,
+                    nf: int | None = None, embed_dim: int | None = None,
+                    n_down: int | None = None, n_blocks: int | None = None,
+                    negative_slope: float = 1.0, flag: str = ''):
+  """(sizes, kwargs, params, hyperplane) of the official H in `state`.
+
+  The one path from {official key: array} (`read_state_dict`,
+  `state_dict_arrays`) to Flax: sizes read off the tensors (nf, embed_dim,
+  n_down, n_blocks given here must agree), `model_kwargs`, `to_flax`.
+  `flag` prefixes the size names in a disagreement ('--' for the CLI).
+  """
+  sizes = infer_sizes(state, where)
+  given = {'nf': nf, 'embed_dim': embed_dim, 'n_down': n_down,
+           'n_blocks': n_blocks}
+  clash = [f'{flag}{k}={v} but the tensors say {sizes[k]}'
+           for k, v in given.items() if v is not None and v != sizes[k]]
+  if clash:
+    raise ConversionError(f'{where}: {"; ".join(clash)}')
+  kwargs = model_kwargs(sizes, negative_slope)
+  params, hyperplane = to_flax(state, kwargs, where)
+  return sizes, kwargs, params, hyperplane
+
+
+def load_official(state_dict_or_path, *, nf: int | None = None,
+                  embed_dim: int | None = None, n_down: int | None = None,
+                  n_blocks: int | None = None, negative_slope: float = 1.0,
+                  precision: str = 'float32'):
+  """(model, params, hyperplane) of an official H, in memory (no orbax).
+
+  state_dict_or_path: a path to the authors' .pth (read with the safe
+  loader, `torch.load(weights_only=True)`), or what torch.load returns: a
+  mapping of official key -> tensor (torch tensors, numpy or jax arrays),
+  possibly wrapped (WRAPPER_KEYS) or with DataParallel's `module.` prefix.
+  nf/embed_dim/n_down/n_blocks: checks against the sizes the tensors say;
+  negative_slope: the stem/downsampling activation (default 1.0, the
+  official `LeakyReLU(True)`); precision: compute dtype of the model, as in
+  `inference.load`.
+
+  Returns what `convert` followed by `inference.load_ordering` gives: the
+  `OrderingNet` (the same fields, hashable), its params (a tree of float32
+  jax arrays) and the hyperplane (f32[embed_dim + 1]). Raises
+  FileNotFoundError for a missing file and ConversionError (a ValueError)
+  naming the missing, unknown or mis-shaped keys, or saying why the input
+  is not a state_dict.
+  """
+  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.train import ordering as ordering_lib
+  # pylint: enable=g-import-not-at-top
+  if isinstance(state_dict_or_path, (str, os.PathLike)):
+    where = os.fspath(state_dict_or_path)
+    state = read_state_dict(where)
+  elif isinstance(state_dict_or_path, Mapping):
+    where = '<state_dict>'
+    state = state_dict_arrays(state_dict_or_path, where)
+  else:
+    raise ConversionError(
+        'load_official: expected a path or a state_dict (a mapping of '
+        'official key -> tensor); got an object of type '
+        f'{type(state_dict_or_path).__name__}')
+  _, kwargs, params, hyperplane = from_state_dict(
+      state, where, nf=nf, embed_dim=embed_dim, n_down=n_down,
+      n_blocks=n_blocks, negative_slope=negative_slope)
+  model = ordering_lib.make_model(kwargs, precision)
+  return model, params, hyperplane
+
+
 def convert(torch_checkpoint: str, output: str, *, nf: int | None = None,
             embed_dim: int | None = None, n_down: int | None = None,
             n_blocks: int | None = None, negative_slope: float = 1.0,
@@ -310,15 +429,9 @@ def convert(torch_checkpoint: str, output: str, *, nf: int | None = None,
   """Reads, checks, maps and writes; returns a summary dict."""
   import jax  # pylint: disable=g-import-not-at-top
   state = read_state_dict(torch_checkpoint)
-  sizes = infer_sizes(state, torch_checkpoint)
-  given = {'nf': nf, 'embed_dim': embed_dim, 'n_down': n_down,
-           'n_blocks': n_blocks}
-  clash = [f'--{k}={v} but the tensors say {sizes[k]}'
-           for k, v in given.items() if v is not None and v != sizes[k]]
-  if clash:
-    raise ConversionError(f'{torch_checkpoint}: {"; ".join(clash)}')
-  kwargs = model_kwargs(sizes, negative_slope)
-  params, hyperplane = to_flax(state, kwargs, torch_checkpoint)
+  sizes, kwargs, params, hyperplane = from_state_dict(
+      state, torch_checkpoint, nf=nf, embed_dim=embed_dim, n_down=n_down,
+      n_blocks=n_blocks, negative_slope=negative_slope, flag='--')
   config = stage1_config(kwargs, torch_checkpoint, _sha256(torch_checkpoint))
   ckpt_dir = write_checkpoint(output, params, hyperplane, config,
                               overwrite=overwrite)

@@ -133,23 +133,32 @@ def hyperplane_score_paper(e, w, b):
 # --------------------------------------------------------- HyperCUT losses ---
 
 
-def ordering_loss(u, v, form: str = 'official'):
+def ordering_loss(u, v, form: str = 'official', return_terms: bool = False):
   """Ordering loss L_h of the network H.
 
-  official: `0.5 * mean_{batch,k} softplus(u_k v_k)
-             + 0.5 * mean_{i<j} mean_batch softplus(-u_i u_j)`;
-    the consistency term pushes all forward pairs of a sample to one side.
-    It runs over all P(P-1)/2 pairs i < j (for P = 3 exactly the official
-    (0,1), (1,2), (0,2)); with P = 1 there is no such pair and the term is 0.
-  paper: `mean_{batch,k} softplus(u_k v_k)`.
+  official: `0.5 * diff + 0.5 * same`, with
+    diff = `mean_{batch,k} softplus(u_k v_k)` (each pair and its swap on
+           opposite sides of the hyperplane), and
+    same = `mean_{i<j} mean_batch softplus(-u_i u_j)` (all forward pairs of
+           a sample on one side). `same` runs over all P(P-1)/2 pairs i < j
+           (for P = 3 exactly the official (0,1), (1,2), (0,2)); with P = 1
+           there is no such pair and it is 0.
+  paper: `diff` alone.
 
   Args:
     u: f32[..., P] scores of forward pairs `[x_k, x_{T-1-k}]`.
     v: f32[..., P] scores of swapped pairs `[x_{T-1-k}, x_k]`.
     form: 'official' | 'paper'.
+    return_terms: also return the parts the official trainer logs.
 
   Returns:
-    f32[] loss.
+    f32[] loss; with `return_terms`, `(loss, terms)` where terms =
+    {'diff': f32[], 'same': f32[] (computed for both forms; the paper's loss
+    leaves it out), 'diff_per_pair': f32[P] (batch mean of
+    softplus(u_k v_k) for each pair k), 'same_per_pair': f32[P(P-1)/2]
+    (batch mean of softplus(-u_i u_j), pairs (i, j) in `np.triu_indices(P,
+    1)` order)}. `diff` is the mean of `diff_per_pair`, `same` the mean of
+    `same_per_pair` (0 when empty).
   """
   _check_form(form)
   u = jnp.asarray(u)
@@ -157,20 +166,26 @@ def ordering_loss(u, v, form: str = 'official'):
   _check_same_shape('u', u, 'v', v)
   if u.ndim < 1:
     raise ValueError(f'u and v must be f32[..., P]; got shape {u.shape}')
-  swap = jnp.mean(jax.nn.softplus(u * v))
-  if form == 'paper':
-    return swap
+  batch_mean = lambda x: jnp.mean(x.reshape(-1, x.shape[-1]), axis=0)
+  diff_per_pair = batch_mean(jax.nn.softplus(u * v))
+  diff = jnp.mean(diff_per_pair)
   n_pairs = u.shape[-1]
   i, j = np.triu_indices(n_pairs, k=1)
-  if i.size == 0:
-    consistency = jnp.zeros((), swap.dtype)
+  # Equal batch sizes per (i, j), so the mean of batch means is one mean.
+  if i.size:
+    same_per_pair = batch_mean(jax.nn.softplus(-u[..., i] * u[..., j]))
+    same = jnp.mean(same_per_pair)
   else:
-    # Equal batch sizes per (i, j), so the mean of batch means is one mean.
-    consistency = jnp.mean(jax.nn.softplus(-u[..., i] * u[..., j]))
-  return 0.5 * swap + 0.5 * consistency
+    same_per_pair = jnp.zeros((0,), diff.dtype)
+    same = jnp.zeros((), diff.dtype)
+  loss = diff if form == 'paper' else 0.5 * diff + 0.5 * same
+  if not return_terms:
+    return loss
+  return loss, {'diff': diff, 'same': same, 'diff_per_pair': diff_per_pair,
+                'same_per_pair': same_per_pair}
 
 
-def hyperplane_reg(s, form: str = 'official'):
+def hyperplane_reg(s, form: str = 'official', per_example: bool = False):
   """Generator regulariser R_hyp on the frozen-H scores of predicted pairs.
 
   official: `mean_batch sum_k softplus(s_k)` (drives every s_k < 0).
@@ -179,16 +194,19 @@ def hyperplane_reg(s, form: str = 'official'):
   Args:
     s: f32[..., P] scores `s([f_k, f_{T-1-k}])` of the predicted forward pairs.
     form: 'official' | 'paper'.
+    per_example: return the per-example sums f32[...] instead of their mean
+      (e.g. to weight or mask examples; their mean is the default value).
 
   Returns:
-    f32[] regulariser.
+    f32[] regulariser (f32[...] with `per_example`).
   """
   _check_form(form)
   s = jnp.asarray(s)
   if s.ndim < 1:
     raise ValueError(f's must be f32[..., P]; got shape {s.shape}')
   per_pair = jax.nn.softplus(s) if form == 'official' else s
-  return jnp.mean(jnp.sum(per_pair, axis=-1))
+  per_ex = jnp.sum(per_pair, axis=-1)
+  return per_ex if per_example else jnp.mean(per_ex)
 
 
 # ----------------------------------------------------------- deblur losses ---

@@ -70,7 +70,12 @@ def hit(u, v, first_pair_only: bool = False):
   Args:
     u: f32[..., P] forward pair scores; v: f32[..., P] swapped pair scores.
     first_pair_only: True -> only pair 0, i.e. (0, 6) (the official
-      validation); False -> the mean over all P pairs (paper).
+      validation); False (default) -> the mean over all P pairs, the paper's
+      hit, which its tables report. This is the one metric whose default is
+      the paper's form rather than the official code's: evaluators report
+      both ('hit' and 'hit_first'), results tables show both, and the
+      ordering stage keeps its best checkpoint by 'hit' (config
+      `best_metric`; 'hit_first' selects by the official form).
 
   Returns:
     f32[...] per-example hit rate in [0, 1].

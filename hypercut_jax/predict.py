@@ -1,7 +1,7 @@
 r"""Blurry image(s) -> 7 sharp frames with a trained generator.
 
   python -m hypercut_jax.predict --checkpoint=/tmp/hc/generator \
-      --input=photos/ --output=/tmp/frames --gif
+      --input=photos/ --output=/tmp/frames --gif --mp4 --pingpong
 
 --checkpoint    a generator-stage workdir, its checkpoints/ directory, one
                 step directory, or a `stage=both` workdir; the model is
@@ -14,7 +14,17 @@ r"""Blurry image(s) -> 7 sharp frames with a trained generator.
                 STRIP_MAX_WIDTH x STRIP_MAX_HEIGHT = 4096 x 4096 px) and,
                 with --gif, `<name>.gif` (f1 .. f7 looping forward, with a
                 timeline bar under each frame, shrunk to at most
-                GIF_MAX_SIDE = 640 px a side).
+                GIF_MAX_SIDE = 640 px a side) and, with --mp4,
+                `<name>.mp4` (below).
+--mp4           also write `<name>.mp4`: the frames at full size, H.264
+                (libx264; MPEG-4 Part 2 where PyAV lacks it), yuv420p, an
+                odd side edge-padded by 1 px to even (`video.write_mp4`).
+                Needs PyAV: `pip install "hypercut_jax[video]"`; without it
+                --mp4 stops the run at once with one line saying so.
+--fps           frames a second of the MP4 (default FPS = 8).
+--pingpong      the MP4 plays f1 .. f7 then f6 .. f2 (12 frames; loops
+                smoothly), instead of f1 .. f7. --fps and --pingpong need
+                --mp4; the GIF is unaffected.
 --batch_size    images of the same size are run together, this many at
                 once (the tiles of a large image run one at a time).
 --overwrite     replace existing outputs (otherwise an input whose outputs
@@ -61,15 +71,19 @@ is written for that batch, inputs finished before keep their outputs.
 
 Writes are all or nothing per input: its files (7 frames, strip, GIF) are
 written as `.<file>.tmp-<pid>` in --output and renamed into place together
-once all are complete (`imageio.FileGroup`). A failed write (full disk,
-permissions) removes them and stops the run with one line naming the file
-(`imageio.ImageWriteError`), so a rerun finds no partial outputs.
+once all are complete (`imageio.FileGroup`); the MP4 is encoded last,
+likewise under a temporary name, and renamed into place just before them
+(`video.write_mp4`), and removed again if renaming the others fails. A
+failed write (full disk, permissions, an encoder error) removes them and
+stops the run with one line naming the file (`imageio.ImageWriteError`),
+so a rerun finds no partial outputs.
 
 A bad input (unreadable, truncated, empty, not an image, outputs already
-there) is reported in one line naming the file; a multi-input run goes on
-with the others and lists the failures at the end. Exit status: 0 when every
-input was written, 1 otherwise (also for a bad checkpoint or flag, a
-non-finite output or a failed write).
+there, the MP4 included) is reported in one line naming the file; a
+multi-input run goes on with the others and lists the failures at the end.
+Exit status: 0 when every input was written, 1 otherwise (also for a bad
+checkpoint or flag, --mp4 without PyAV, a non-finite output or a failed
+write).
 """
 import argparse
 import collections
@@ -81,6 +95,7 @@ from typing import Any
 import numpy as np
 
 from hypercut_jax import imageio
+from hypercut_jax import video
 
 N_FRAMES = 7
 # Images with more pixels than this are run in tiles (--tile_above).
@@ -91,6 +106,7 @@ TILE_OVERLAP = 64  # --tile_overlap: px shared by neighbouring tiles
 STRIP_MAX_WIDTH = 4096
 STRIP_MAX_HEIGHT = 4096
 GIF_MAX_SIDE = 640  # the GIF (timeline bar included) fits in this square
+FPS = 8.0  # --fps: frames a second of the MP4
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -140,19 +156,24 @@ class Tiling:
     return max(up(self.tile), 2 * overlap, multiple), overlap
 
 
-def output_paths(output_dir: str, stem: str, gif: bool) -> dict:
-  """{'frames': [7 paths], 'strip': path, 'gif': path | None}."""
+def output_paths(output_dir: str, stem: str, gif: bool,
+                 mp4: bool = False) -> dict:
+  """{'frames': [7 paths], 'strip': path, 'gif': path | None, 'mp4': ...}.
+
+  'mp4' is the MP4's path, or None without `mp4`.
+  """
   return {
       'frames': [os.path.join(output_dir, f'{stem}_f{i}.png')
                  for i in range(1, N_FRAMES + 1)],
       'strip': os.path.join(output_dir, f'{stem}_strip.png'),
       'gif': os.path.join(output_dir, f'{stem}.gif') if gif else None,
+      'mp4': os.path.join(output_dir, f'{stem}.mp4') if mp4 else None,
   }
 
 
 def _all_paths(paths: dict) -> list[str]:
-  return [*paths['frames'], paths['strip']] + ([paths['gif']] if paths['gif']
-                                               else [])
+  return [*paths['frames'], paths['strip']] + [
+      p for p in (paths['gif'], paths.get('mp4')) if p]
 
 
 class _Checked:
@@ -202,24 +223,42 @@ def _stems(files: list[str]) -> dict:
           for f, s in base.items()}
 
 
-def write_outputs(paths: dict, blur, frames, *, overwrite: bool) -> list[str]:
-  """Writes the frame PNGs, the strip and the GIF of one image, or none.
+def write_outputs(paths: dict, blur, frames, *, overwrite: bool,
+                  fps: float = FPS, loop: str = 'forward') -> list[str]:
+  """Writes one image's frame PNGs, strip, GIF and MP4, or none of them.
 
-  blur: f32[H,W,3]; frames: uint8[7,H,W,3] (or f32 in [0,1]). The files are
-  renamed into place together (`imageio.FileGroup`); an error removes them
-  and raises (`imageio.ImageWriteError` naming the file for a failed
-  write). Returns the paths written.
+  blur: f32[H,W,3]; frames: uint8[7,H,W,3] (or f32 in [0,1]). The images
+  are renamed into place together (`imageio.FileGroup`); the MP4
+  (paths['mp4'], if set; `video.write_mp4` at `fps`, `loop` 'forward' or
+  'pingpong') is encoded last and placed just before them, and removed
+  again if they fail. An error removes them all and raises
+  (`imageio.ImageWriteError` naming the file for a failed write). Returns
+  the paths written.
   """
   frames8 = imageio.to_uint8(frames)
-  with imageio.FileGroup(overwrite) as group:
-    for path, frame in zip(paths['frames'], frames8):
-      group.png(path, frame)
-    strip = imageio.make_strip([blur, *frames8], max_width=STRIP_MAX_WIDTH,
-                               max_height=STRIP_MAX_HEIGHT)
-    group.png(paths['strip'], strip)
-    if paths['gif']:
-      group.gif(paths['gif'], frames8, max_side=GIF_MAX_SIDE)
-  return group.paths
+  mp4 = []  # the MP4 once renamed into place
+  try:
+    with imageio.FileGroup(overwrite) as group:
+      for path, frame in zip(paths['frames'], frames8):
+        group.png(path, frame)
+      strip = imageio.make_strip([blur, *frames8], max_width=STRIP_MAX_WIDTH,
+                                 max_height=STRIP_MAX_HEIGHT)
+      group.png(paths['strip'], strip)
+      if paths['gif']:
+        group.gif(paths['gif'], frames8, max_side=GIF_MAX_SIDE)
+      if paths.get('mp4'):
+        # FileGroup holds images only: the MP4 goes through its own atomic
+        # write, last, so an encoder error still discards the group's files.
+        mp4.append(video.write_mp4(paths['mp4'], frames8, fps=fps, loop=loop,
+                                   overwrite=overwrite))
+  except BaseException:
+    for path in mp4:
+      try:
+        os.remove(path)
+      except FileNotFoundError:
+        pass
+    raise
+  return group.paths + mp4
 
 
 # ---------------------------------------------------------------- tiling ---
@@ -357,6 +396,8 @@ class _Job:
   batch_size: int
   overwrite: bool
   tiling: Tiling
+  fps: float
+  loop: str
   multi: bool
   bar: Any
   written: dict = dataclasses.field(default_factory=dict)
@@ -389,7 +430,8 @@ class _Job:
     """Writes the outputs of input `f`; a failed write names both."""
     try:
       self.written[f] = write_outputs(self.paths[f], blur, frames8,
-                                      overwrite=self.overwrite)
+                                      overwrite=self.overwrite, fps=self.fps,
+                                      loop=self.loop)
     except imageio.ImageWriteError as e:
       error = imageio.ImageWriteError(f'{e}; nothing written for {f}')
       error.errno = e.errno
@@ -430,13 +472,13 @@ class _Job:
     self._write(f, image, frames8)
 
 
-def _plan(files: list[str], output: str, gif: bool,
-          overwrite: bool) -> tuple[dict, dict]:
+def _plan(files: list[str], output: str, gif: bool, overwrite: bool,
+          mp4: bool = False) -> tuple[dict, dict]:
   """({file: output paths} to run, {file: reason} for existing outputs)."""
   stems = _stems(files)
   todo, failed = {}, {}
   for f in files:
-    paths = output_paths(output, stems[f], gif)
+    paths = output_paths(output, stems[f], gif, mp4)
     try:
       for p in _all_paths(paths):
         imageio.check_writable(p, overwrite)
@@ -449,24 +491,35 @@ def _plan(files: list[str], output: str, gif: bool,
 
 def run(checkpoint: str, inputs: str, output: str, *, gif: bool = False,
         batch_size: int = 4, overwrite: bool = False, progress: bool = True,
-        tiling: Tiling = Tiling()) -> Summary:
+        tiling: Tiling = Tiling(), mp4: bool = False, fps: float = FPS,
+        pingpong: bool = False) -> Summary:
   """Predicts 7 frames for every input image; see the module docstring.
 
-  Raises (FileNotFoundError / ValueError naming the path) for a bad
-  checkpoint, output or flag or a single bad input given by name; a
-  multi-input run records per-file failures in the returned Summary
-  instead. NonFiniteOutputError and imageio.ImageWriteError stop any run.
+  mp4: also write `<name>.mp4` at `fps`, looping forward and back with
+  `pingpong`. Raises (FileNotFoundError / ValueError naming the path) for
+  a bad checkpoint, output or flag or a single bad input given by name,
+  and video.VideoUnavailableError (before any work) for `mp4` without
+  PyAV; a multi-input run records per-file failures in the returned
+  Summary instead. NonFiniteOutputError and imageio.ImageWriteError stop
+  any run.
   """
   import tqdm  # pylint: disable=g-import-not-at-top
   from hypercut_jax import inference  # pylint: disable=g-import-not-at-top
   if batch_size < 1:
     raise ValueError(f'--batch_size={batch_size}; must be >= 1')
   tiling.check()
+  loop = 'pingpong' if pingpong else 'forward'
+  if mp4:
+    try:
+      video.check_options(fps=fps, loop=loop)
+    except ValueError as e:
+      raise ValueError(f'--{e}') from None  # names the flag: --fps=...
+    video.codec()  # PyAV and an encoder are there: fail before any work
   files, multi = imageio.expand_inputs(inputs)
   output = os.path.abspath(os.path.expanduser(output))
   if os.path.exists(output) and not os.path.isdir(output):
     raise FileExistsError(f'--output={output}: exists and is not a directory')
-  todo, failed = _plan(files, output, gif, overwrite)
+  todo, failed = _plan(files, output, gif, overwrite, mp4)
   if not multi and failed:
     raise FileExistsError(failed[files[0]])
   # A single input is decoded before the (slower) model load: fail fast.
@@ -477,8 +530,8 @@ def run(checkpoint: str, inputs: str, output: str, *, gif: bool = False,
                   file=sys.stderr)
   job = _Job(loaded=loaded, predict=make_predict_fn(loaded),
              checkpoint=checkpoint, paths=todo, batch_size=batch_size,
-             overwrite=overwrite, tiling=tiling, multi=multi, bar=bar,
-             failed=failed)
+             overwrite=overwrite, tiling=tiling, fps=fps, loop=loop,
+             multi=multi, bar=bar, failed=failed)
   try:
     # Decode as we go; a batch runs as soon as batch_size images of one
     # size are in, so memory stays bounded by the number of sizes. Large
@@ -510,7 +563,8 @@ def run(checkpoint: str, inputs: str, output: str, *, gif: bool = False,
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog='python -m hypercut_jax.predict',
-      description='Blurry image(s) -> 7 sharp frames (PNG, strip, GIF).')
+      description='Blurry image(s) -> 7 sharp frames (PNG, strip, GIF, '
+      'MP4).')
   p.add_argument('--checkpoint', required=True,
                  help='generator workdir, checkpoints/ dir or step dir')
   p.add_argument('--input', required=True,
@@ -519,6 +573,16 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--gif', action='store_true',
                  help='also write <name>.gif (frames looping forward, at '
                  f'most {GIF_MAX_SIDE} px a side)')
+  p.add_argument('--mp4', action='store_true',
+                 help='also write <name>.mp4 (full size, H.264 or, where '
+                 'PyAV lacks it, MPEG-4; an odd side is padded by 1 px); '
+                 'needs PyAV: pip install "hypercut_jax[video]"')
+  p.add_argument('--fps', type=float, default=None,
+                 help=f'frames a second of the MP4 (default {FPS:g}); needs '
+                 '--mp4')
+  p.add_argument('--pingpong', action='store_true',
+                 help='the MP4 plays f1..f7 then f6..f2 (loops smoothly); '
+                 'needs --mp4')
   p.add_argument('--batch_size', type=int, default=4,
                  help='same-size images run together (default 4); tiles run '
                  'one at a time')
@@ -548,10 +612,14 @@ def main(argv=None) -> int:
   tiling = Tiling(tile=args.tile, overlap=args.tile_overlap,
                   above=args.tile_above)
   try:
+    if not args.mp4 and (args.fps is not None or args.pingpong):
+      raise ValueError('--fps and --pingpong set up the MP4; add --mp4')
     summary = run(args.checkpoint, args.input, args.output, gif=args.gif,
                   batch_size=args.batch_size, overwrite=args.overwrite,
-                  progress=not args.no_progress, tiling=tiling)
-  except (ValueError, OSError, RuntimeError) as e:
+                  progress=not args.no_progress, tiling=tiling, mp4=args.mp4,
+                  fps=FPS if args.fps is None else args.fps,
+                  pingpong=args.pingpong)
+  except (ValueError, OSError, RuntimeError, video.VideoUnavailableError) as e:
     print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
     return 1
   n_files = sum(len(v) for v in summary.written.values())

@@ -100,6 +100,35 @@ def test_ordering_loss_by_hand():
       rtol=1e-6)
 
 
+def test_ordering_loss_terms_by_hand():
+  u, v = np.array(U), np.array(V)
+  # per pair k, the batch mean of softplus(u_k v_k) (u*v rows above).
+  diff_k = [(sp(-1) + sp(0)) / 2, (sp(-2) + sp(-3)) / 2, (sp(0) + sp(-1)) / 2]
+  # per (i, j) in triu order (0,1), (0,2), (1,2).
+  same_ij = [(sp(1) + sp(0)) / 2, (sp(-2) + sp(0)) / 2, (sp(2) + sp(3)) / 2]
+  for form, total in (('official', 0.5 * np.mean(diff_k) + 0.5 * np.mean(same_ij)),
+                      ('paper', np.mean(diff_k))):
+    loss, terms = losses.ordering_loss(u, v, form=form, return_terms=True)
+    np.testing.assert_allclose(loss, total, rtol=1e-6)
+    np.testing.assert_allclose(loss, losses.ordering_loss(u, v, form=form),
+                               rtol=1e-7)
+    np.testing.assert_allclose(terms['diff_per_pair'], diff_k, rtol=1e-6)
+    np.testing.assert_allclose(terms['same_per_pair'], same_ij, rtol=1e-6)
+    np.testing.assert_allclose(terms['diff'], np.mean(diff_k), rtol=1e-6)
+    np.testing.assert_allclose(terms['same'], np.mean(same_ij), rtol=1e-6)
+  # Leading axes beyond the batch are averaged like the batch; P = 1 has
+  # no (i, j) pair: 'same' is 0 and 'same_per_pair' empty.
+  loss, terms = losses.ordering_loss(np.ones((2, 3, 1)), -np.ones((2, 3, 1)),
+                                     return_terms=True)
+  assert terms['same_per_pair'].shape == (0,)
+  np.testing.assert_allclose(terms['same'], 0.0)
+  np.testing.assert_allclose(terms['diff_per_pair'], [sp(-1.0)], rtol=1e-6)
+  # jit + grad through the terms.
+  g = jax.grad(lambda x: losses.ordering_loss(x, v, return_terms=True)[1]
+               ['same'])(u)
+  assert g.shape == u.shape and np.all(np.isfinite(g))
+
+
 def test_ordering_loss_general_pair_counts():
   # P = 1: no consistency pair, the term is 0: 0.5 * softplus(u v).
   np.testing.assert_allclose(
@@ -136,6 +165,12 @@ def test_hyperplane_reg_by_hand():
   np.testing.assert_allclose(losses.hyperplane_reg(s2, form='paper'), 2.5)
   # official form is smaller for more negative scores (drives s < 0).
   assert losses.hyperplane_reg(-s2) < losses.hyperplane_reg(s2)
+  # per example: the sums over pairs, whose mean is the default value.
+  np.testing.assert_allclose(losses.hyperplane_reg(s2, 'paper', per_example=True),
+                             [6.0, -1.0])
+  per = losses.hyperplane_reg(s, per_example=True)
+  np.testing.assert_allclose(per, [sp(1) + sp(-1) + sp(0), 3 * sp(0)], rtol=1e-6)
+  np.testing.assert_allclose(np.mean(per), losses.hyperplane_reg(s), rtol=1e-7)
 
 
 # -------------------------------------------------------- deblur losses ---

@@ -52,6 +52,24 @@ def test_hit_on_constructed_scores():
     metrics.hit(u, v[:, :2])
 
 
+def test_one_hit_default_for_metric_and_checkpoint_selection():
+  # The documented choice (docs/divergences.md, "hit"): the paper's
+  # all-pairs hit is the default of the metric, and the ordering stage keeps
+  # its best checkpoint by the evaluators' 'hit', which is that default.
+  import inspect  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.configs import common  # pylint: disable=g-import-not-at-top
+  from hypercut_jax.train import evaluators  # pylint: disable=g-import-not-at-top
+  default = inspect.signature(metrics.hit).parameters['first_pair_only'].default
+  assert default is False
+  assert common.ordering_stage().best_metric == 'hit'
+  u = np.array([[1.0, -1.0, 2.0]])
+  v = np.array([[-1.0, -2.0, -1.0]])
+  got = evaluators._ordering_per_example(u, v)  # pylint: disable=protected-access
+  np.testing.assert_allclose(got['hit'], metrics.hit(u, v))
+  np.testing.assert_allclose(got['hit_first'],
+                             metrics.hit(u, v, first_pair_only=True))
+
+
 def test_con_on_constructed_scores():
   u = np.array([[1.0, 2.0, -3.0],
                 [0.0, 0.0, 0.0],

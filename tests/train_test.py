@@ -523,3 +523,24 @@ def test_generator_parts_load_the_centre_and_evaluate_both_middles(tmp_path):
   # Random flows warp the given middle frame: the ground truth scores higher
   # than the (random) centre net's estimate.
   assert gt['ppsnr'] > estimate['ppsnr'] + 1.0, (gt['ppsnr'], estimate['ppsnr'])
+
+
+def test_matmul_precision_config_scopes_every_trace(monkeypatch):
+  """config.matmul_precision: each stage is traced under it (convs too)."""
+  from hypercut_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  seen = []
+  monkeypatch.setattr(loop, '_train_stage', lambda *a, **k: seen.append(
+      jax.config.jax_default_matmul_precision))
+  for value in ('highest', None):
+    loop.train_stage(ml_collections.ConfigDict({'matmul_precision': value}),
+                     '/nonexistent')
+  assert seen[0] == 'highest' and seen[1] != 'highest'
+  conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  args = (jnp.ones((1, 8, 8, 3)), jnp.ones((3, 3, 3, 4)))
+  with config_lib.matmul_precision_scope('highest'):
+    text = jax.jit(conv).lower(*args).as_text()
+  assert 'HIGHEST' in text
+  assert 'HIGHEST' not in jax.jit(conv).lower(*args).as_text()
+  with pytest.raises(ValueError, match='config.matmul_precision'):
+    config_lib.matmul_precision_scope('fp64')

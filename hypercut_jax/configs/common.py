@@ -15,6 +15,9 @@ Config layout (what `hypercut_jax.train.loop` reads):
                    'override' (continue under the new config)
   prng_impl        optional: None (threefry) or 'rbg' (much faster init
                    compiles on XLA:CPU; other initial weights)
+  matmul_precision optional: None (jax's default; TF32 on recent GPUs) or
+                   'default' | 'high' | 'highest' (full float32 convs and
+                   matmuls, as the official PyTorch code; slower on GPU)
   data             name ('synthetic'|'rb2v'|'reds'|'baist'), data_dir, subset,
                    the synthetic source's fields, and guidance=True (+
                    guidance_kwargs) to compute motion guidance from the sharp

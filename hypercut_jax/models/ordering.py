@@ -47,6 +47,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hypercut_jax import losses
 from hypercut_jax.models import cpu_conv
@@ -56,6 +57,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNEL_ORDERS = ('bgr', 'rgb')
 CONV_IMPLS = ('auto', 'xla', 'cpu')
+# Sequence-valued fields, kept as tuples so the module stays hashable.
+SEQUENCE_FIELDS = ('mean', 'std')
 
 
 
@@ -111,6 +114,9 @@ class OrderingNet(nn.Module):
   float32. `conv_impl`: 'auto' | 'cpu' | 'xla', how the stem and the
   stride-2 convs are computed (module docstring); every choice has the same
   parameters and the same outputs up to float rounding.
+
+  `mean`/`std` given as lists or arrays (e.g. from a JSON config) are
+  stored as tuples, so the module is hashable (`jax.jit` static argument).
   """
   nf: int = 32
   embed_dim: int = 128
@@ -122,6 +128,14 @@ class OrderingNet(nn.Module):
   std: tuple[float, float, float] = IMAGENET_STD
   dtype: Any = None
   conv_impl: str = 'auto'
+
+  def __post_init__(self):
+    for name in SEQUENCE_FIELDS:
+      value = getattr(self, name)
+      if isinstance(value, (list, np.ndarray)):
+        # Set before linen's own __post_init__ freezes the fields.
+        object.__setattr__(self, name, tuple(np.asarray(value).tolist()))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, pairs):

@@ -7,6 +7,7 @@ name the field, its value and what is allowed (`field`, `choice`,
 `validate_common`). The stage-specific checks live in the stage modules
 (`train/ordering.py`, `train/generator.py`, `train/animation.py`).
 """
+import contextlib
 import os
 
 import jax
@@ -26,10 +27,25 @@ BEST_MODES = {'hit': 'max', 'hit_first': 'max', 'con@2': 'max',
 # Shared fields; everything else is per stage (`config.ordering/generator`
 # when stage == 'both').
 SHARED_FIELDS = ('stage', 'seed', 'precision', 'sharding', 'data', 'keep',
-                 'async_checkpoint', 'log_steps', 'prng_impl', 'resume')
+                 'async_checkpoint', 'log_steps', 'prng_impl', 'resume',
+                 'matmul_precision')
 # config.prng_impl (optional; None = jax's default, threefry2x32): the PRNG
 # of the init and train keys. 'rbg' compiles far faster on XLA:CPU.
 PRNG_IMPLS = ('threefry2x32', 'rbg', 'unsafe_rbg')
+# config.matmul_precision (optional; None = jax's default: TF32 / bf16
+# passes for float32 convolutions and matmuls on recent GPUs and TPUs, exact
+# float32 on CPU): the precision every conv and matmul of the stage is
+# traced with (`matmul_precision_scope`). 'highest' = full float32, as the
+# official PyTorch code computes (slower on GPU/TPU).
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
+
+
+def matmul_precision_scope(precision):
+  """Context for tracing under config.matmul_precision (None: no change)."""
+  if precision is None:
+    return contextlib.nullcontext()
+  choice(precision, MATMUL_PRECISIONS, 'config.matmul_precision')
+  return jax.default_matmul_precision(precision)
 
 
 def compute_dtype(precision: str):

@@ -31,6 +31,7 @@ RESUME_MODES = ('check', 'override')
 # Stage-config fields (and subtrees) that do not shape the trained state.
 NOT_FINGERPRINTED = (
     'log_steps', 'keep', 'async_checkpoint', 'sharding', 'resume', 'eval',
+    'matmul_precision',
     'eval_steps', 'eval_epochs', 'ckpt_steps', 'ckpt_epochs', 'best_metric',
     'input.eval_batch_size', 'input.eval_crop', 'input.worker_count',
     'data.num_test', 'data.data_dir', 'hypercut.checkpoint',

@@ -97,6 +97,9 @@ def validate(config, *, devices=None) -> None:
   if config.get('prng_impl') is not None:
     config_lib.choice(config.prng_impl, config_lib.PRNG_IMPLS,
                       'config.prng_impl')
+  if config.get('matmul_precision') is not None:
+    config_lib.choice(config.matmul_precision, config_lib.MATMUL_PRECISIONS,
+                      'config.matmul_precision')
   config_lib.choice(config.get('resume', 'check'),
                     fingerprint_lib.RESUME_MODES, 'config.resume')
   for stage, _ in stage_workdirs(config, ''):
@@ -169,7 +172,15 @@ def _check_finite(pending, host, mngr, ckpt_dir) -> None:
 
 def train_stage(cfg, workdir: str, *, devices=None, stop_flag=None
                 ) -> StageResult:
-  """Trains one stage into `workdir`, resuming from its checkpoints."""
+  """Trains one stage into `workdir`, resuming from its checkpoints.
+
+  Every step and evaluation is traced under `cfg.matmul_precision` (if set).
+  """
+  with config_lib.matmul_precision_scope(cfg.get('matmul_precision')):
+    return _train_stage(cfg, workdir, devices=devices, stop_flag=stop_flag)
+
+
+def _train_stage(cfg, workdir: str, *, devices, stop_flag) -> StageResult:
   stage = cfg.stage
   stop_flag = stop_flag or threading.Event()
   # Nothing is written before the data and the workdir's config are checked.

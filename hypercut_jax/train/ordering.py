@@ -61,19 +61,23 @@ def make_train_step(model, tx: optax.GradientTransformation, *,
   batch: {'sharp': uint8[B,7,H,W,3], ...} sharded on B. key: the run's
   train key; the step folds in `state.step` (H itself draws no randomness,
   the fold keeps the signature uniform across stages). metrics: flat dict
-  of f32[] ('train/loss', 'train/hit', 'train/con@3', 'train/lr').
+  of f32[] ('train/loss', its parts 'train/diff' and 'train/same' (as the
+  official trainer logs them, `losses.ordering_loss`), 'train/hit',
+  'train/con@3', 'train/grad_norm', 'train/lr').
   """
   def loss_fn(params, hyperplane, frames):
     u, v = ordering_model.pair_scores(model, params, hyperplane, frames)
-    return losses.ordering_loss(u, v, form=loss_form), (u, v)
+    loss, terms = losses.ordering_loss(u, v, form=loss_form, return_terms=True)
+    return loss, (u, v, terms)
 
   def train_step(state, batch, key):
     del key  # deterministic network; see docstring
     frames = metrics_lib.to_float(batch['sharp'])
-    (loss, (u, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (u, v, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.hyperplane, frames)
     new_state = state_lib.apply_gradients(state, grads, tx)
     out = {'train/loss': loss,
+           'train/diff': terms['diff'], 'train/same': terms['same'],
            'train/hit': jnp.mean(metrics_lib.hit(u, v)),
            'train/con@3': jnp.mean(metrics_lib.con(u, 3)),
            'train/grad_norm': optax.global_norm(grads)}
