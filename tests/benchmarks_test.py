@@ -435,3 +435,40 @@ def test_quick_harness_generators_interleaved_with_torch(tmp_path):
       r['samples_per_s'] / r['torch']['samples_per_s'])
   assert r['loss_diff'] < 1e-4 * max(1.0, abs(r['loss0']))
   assert r['flops'] > 0 and r['compile_s'] > 0
+
+
+# ------------------------------------------------------ blur_ceiling ---
+
+
+def test_blur_ceiling_pieces_by_hand_and_a_tiny_run():
+  from benchmarks import blur_ceiling as bc  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  # A bright square moving left (-x) over 7 frames: reversed by motion_order;
+  # its reversal moves right and is kept.
+  seq = np.zeros((7, 24, 24, 3), np.uint8)
+  for t in range(7):
+    seq[t, 8:14, 14 - t:20 - t] = 255
+  np.testing.assert_array_equal(bc.motion_order(seq), seq[::-1])
+  np.testing.assert_array_equal(bc.motion_order(seq[::-1]), seq[::-1])
+  # patches: per channel c a 3x3 window (columns 9c .. 9c+8) whose centre
+  # tap (9c + 4) is the pixel itself; then a 1.
+  blur = rng.random((6, 5, 3)).astype(np.float32)
+  f = bc.patches(blur, 3)
+  assert f.shape == (30, 28)
+  np.testing.assert_array_equal(f[:, [4, 13, 22]], blur.reshape(30, 3))
+  np.testing.assert_array_equal(f[:, -1], 1.0)
+  # fit recovers an exact linear map (residual_t = (t / 10) * pixel).
+  target = (np.arange(7)[None, :, None] / 10) * blur.reshape(30, 1, 3)
+  w = bc.fit(f, target.astype(np.float32))
+  np.testing.assert_allclose(f @ w.reshape(28, -1), target.reshape(30, -1),
+                             atol=1e-3)
+  with pytest.raises(ValueError, match='--kernel'):
+    bc.check_settings(16, 4, 2, 2)
+  with pytest.raises(ValueError, match='--size'):
+    bc.check_settings(8, 9, 2, 2)
+  out = bc.ceiling(size=16, num_train=3, num_test=2, kernel=3, samples=40)
+  assert set(out) == {'blur', 'global linear', 'global linear, motion-ordered',
+                      'per-record linear'}
+  assert all(v.shape == (7,) and np.all(np.isfinite(v)) for v in out.values())
+  text = bc.table(out)
+  assert text.count('\n') == 5 and 'copy the blur' in text
