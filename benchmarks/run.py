@@ -184,6 +184,93 @@ def _peak_for(kind: str, precision: str):
   return None
 
 
+def _interleave(variants, reps):
+  """Runs every variant once per repetition, order rotated; walls, cpus."""
+  names = list(variants)
+  walls = {n: [] for n in names}
+  cpus = {n: [] for n in names}
+  for rep in range(reps):
+    k = rep % len(names)
+    for name in names[k:] + names[:k]:
+      w, c = _timed(variants[name]['run'])
+      walls[name].append(w)
+      cpus[name].append(c)
+  return walls, cpus
+
+
+def _time_variants(spec, variants, make_torch):
+  """Adds torch (with spec['torch']), warms up, times all interleaved.
+
+  Args:
+    spec: the child's spec.
+    variants: {name: JAX variant} (a dict from `_jax_side`), in order.
+    make_torch: () -> the torch variant; torch is imported already, so its
+      build and first step are its 'compile_s'.
+
+  Returns:
+    {'walls', 'cpus': {name: [s]}, 'load_before', 'load_after': load
+    average, 'torch': the torch row or None}.
+  """
+  if spec['torch']:
+    t0 = time.perf_counter()
+    variants['torch'] = make_torch()
+    variants['torch']['run']()
+    variants['torch']['compile_s'] = time.perf_counter() - t0
+  for v in variants.values():
+    if v['box']['loss0'] is None:
+      v['run']()        # warm-up; records the first loss
+  load0 = os.getloadavg()[0]
+  walls, cpus = _interleave(variants, spec['reps'])
+  load1 = os.getloadavg()[0]
+  torch_row = None
+  if spec['torch']:
+    t = variants['torch']
+    torch_row = {'name': 'torch', 'params': t['params'],
+                 'compile_s': t['compile_s'], 'loss0': t['box']['loss0'],
+                 'threads': t['threads'],
+                 'device': spec.get('torch_device', 'cpu'),
+                 **_summary(walls['torch'], cpus['torch'], spec['batch'])}
+  return {'walls': walls, 'cpus': cpus, 'load_before': load0,
+          'load_after': load1, 'torch': torch_row}
+
+
+def _jax_row(head, v, name, timing, threads, batch, what):
+  """The result row of JAX variant `name`: head, measurements, vs torch.
+
+  head: the first keys ('name' .. 'precision'); v: the variant; timing:
+  from `_time_variants`; what: the network, for `check_param_counts`.
+  """
+  precision = head['precision']
+  row = {**head, 'params': v['params'],
+         'compile_s': v['compile_s'], 'loss0': v['box']['loss0'],
+         'flops': v['flops'], 'xla_mib': v['xla_mib'],
+         'device_kind': v['device_kind'], 'platform': v['platform'],
+         'threads': threads, 'load_before': timing['load_before'],
+         'load_after': timing['load_after'],
+         **_summary(timing['walls'][name], timing['cpus'][name], batch)}
+  row['gflops_per_s'] = (v['flops'] / row['step_s'] / 1e9
+                         if v['flops'] else None)
+  peak = _peak_for(v['device_kind'], precision)
+  row['mfu'] = (row['gflops_per_s'] / 1e3 / peak
+                if peak and row['gflops_per_s'] and v['platform'] != 'cpu'
+                else None)
+  torch_row = timing['torch']
+  if torch_row is not None:
+    check_param_counts(row['params'], torch_row['params'], what)
+    row['torch'] = torch_row
+    row['ratio'] = row['samples_per_s'] / torch_row['samples_per_s']
+    row['loss_diff'] = abs(row['loss0'] - torch_row['loss0'])
+  return row
+
+
+def _step_memory(v):
+  """Peak RSS of this process after warm-up + 2 steps of variant v alone."""
+  before = _rss_mib()
+  for _ in range(3):
+    v['run']()
+  return {'peak_mib': _peak_mib(), 'step_mib': _peak_mib() - before}
+
+
 # =============================================================================
 # The H step, JAX side.
 # =============================================================================
@@ -203,6 +290,42 @@ def _flops(fn, *args):
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else None
   return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+def _jax_side(step, state, args, mesh):
+  """Compiles `step(state, *args)` (jitted, state donated) and wraps it.
+
+  Returns:
+    dict: run() (one step; the first loss goes to box['loss0']),
+    compile_s, xla_mib, params (count), params0 (host copy of the initial
+    params), box, mesh_size, device_kind and platform.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  params0 = jax.device_get(state.params)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, *args).compile()
+  compile_s = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  xla_bytes = None
+  if mem is not None:   # XLA's buffer assignment: arguments, outputs, temps
+    xla_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                 + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+  box = {'state': state, 'loss0': None}
+
+  def run():
+    box['state'], metrics = compiled(box['state'], *args)
+    loss = jax.block_until_ready(metrics['train/loss'])
+    if box['loss0'] is None:
+      box['loss0'] = float(loss)
+
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params0))
+  return {'run': run, 'compile_s': compile_s,
+          'xla_mib': xla_bytes / 2 ** 20 if xla_bytes else None,
+          'params': n_params, 'params0': params0, 'box': box,
+          'mesh_size': mesh.size,
+          'device_kind': jax.devices()[0].device_kind,
+          'platform': jax.devices()[0].platform}
 
 
 def _jax_h(spec, impl, precision):
@@ -232,31 +355,9 @@ def _jax_h(spec, impl, precision):
                  out_shardings=(repl, repl), donate_argnums=0)
   flops = _flops(ordering_train.make_train_step(model.clone(conv_impl='xla'),
                                                tx), state, data, key)
-  params0 = jax.device_get(state.params)
   plane0 = np.asarray(jax.device_get(state.hyperplane))
-  t0 = time.perf_counter()
-  compiled = step.lower(state, data, key).compile()
-  compile_s = time.perf_counter() - t0
-  mem = compiled.memory_analysis()
-  xla_bytes = None
-  if mem is not None:   # XLA's buffer assignment: arguments, outputs, temps
-    xla_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                 + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
-  box = {'state': state, 'loss0': None}
-
-  def run():
-    box['state'], metrics = compiled(box['state'], data, key)
-    loss = jax.block_until_ready(metrics['train/loss'])
-    if box['loss0'] is None:
-      box['loss0'] = float(loss)
-
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params0))
-  return {'run': run, 'compile_s': compile_s, 'flops': flops,
-          'xla_mib': xla_bytes / 2 ** 20 if xla_bytes else None,
-          'params': n_params, 'params0': params0, 'plane0': plane0,
-          'host': host['sharp'], 'box': box, 'mesh_size': mesh.size,
-          'device_kind': jax.devices()[0].device_kind,
-          'platform': jax.devices()[0].platform}
+  return {**_jax_side(step, state, (data, key), mesh), 'flops': flops,
+          'plane0': plane0, 'host': host['sharp']}
 
 
 # =============================================================================
@@ -320,65 +421,24 @@ def check_param_counts(jax_params: int, torch_params: int,
 def _h_child(spec):
   """Times every JAX variant and torch, interleaved, in this process."""
   threads = _pin(spec['threads'])
-  variants, rows = {}, []
+  variants = {}
   for precision in spec['precisions']:
     for impl in spec['impls']:
       variants[f'jax:{impl}:{precision}'] = _jax_h(spec, impl, precision)
   first = next(iter(variants.values()))
   if spec['torch']:
     _import_torch()
-    t0 = time.perf_counter()
-    variants['torch'] = _torch_h(spec, threads, first['params0'],
-                                 first['plane0'], first['host'])
-    variants['torch']['run']()
-    variants['torch']['compile_s'] = time.perf_counter() - t0
-  for v in variants.values():
-    if v['box']['loss0'] is None:
-      v['run']()        # warm-up; records the first loss
-  names = list(variants)
-  walls = {n: [] for n in names}
-  cpus = {n: [] for n in names}
-  load0 = os.getloadavg()[0]
-  for rep in range(spec['reps']):
-    k = rep % len(names)
-    for name in names[k:] + names[:k]:
-      w, c = _timed(variants[name]['run'])
-      walls[name].append(w)
-      cpus[name].append(c)
-  load1 = os.getloadavg()[0]
-  torch_row = None
-  if spec['torch']:
-    t = variants['torch']
-    torch_row = {'name': 'torch', 'params': t['params'],
-                 'compile_s': t['compile_s'], 'loss0': t['box']['loss0'],
-                 'threads': t['threads'],
-                 'device': spec.get('torch_device', 'cpu'),
-                 **_summary(walls['torch'], cpus['torch'], spec['batch'])}
-  for name in names:
+  timing = _time_variants(spec, variants, lambda: _torch_h(
+      spec, threads, first['params0'], first['plane0'], first['host']))
+  rows = []
+  for name, v in variants.items():
     if name == 'torch':
       continue
-    v = variants[name]
     _, impl, precision = name.split(':')
-    row = {'name': name, 'impl': impl, 'size': spec['size'],
-           'batch': spec['batch'], 'devices': v['mesh_size'],
-           'precision': precision, 'params': v['params'],
-           'compile_s': v['compile_s'], 'loss0': v['box']['loss0'],
-           'flops': v['flops'], 'xla_mib': v['xla_mib'],
-           'device_kind': v['device_kind'], 'platform': v['platform'],
-           'threads': threads, 'load_before': load0, 'load_after': load1,
-           **_summary(walls[name], cpus[name], spec['batch'])}
-    row['gflops_per_s'] = (v['flops'] / row['step_s'] / 1e9
-                           if v['flops'] else None)
-    peak = _peak_for(v['device_kind'], precision)
-    row['mfu'] = (row['gflops_per_s'] / 1e3 / peak
-                  if peak and row['gflops_per_s'] and v['platform'] != 'cpu'
-                  else None)
-    if torch_row is not None:
-      check_param_counts(row['params'], torch_row['params'])
-      row['torch'] = torch_row
-      row['ratio'] = row['samples_per_s'] / torch_row['samples_per_s']
-      row['loss_diff'] = abs(row['loss0'] - torch_row['loss0'])
-    rows.append(row)
+    head = {'name': name, 'impl': impl, 'size': spec['size'],
+            'batch': spec['batch'], 'devices': v['mesh_size'],
+            'precision': precision}
+    rows.append(_jax_row(head, v, name, timing, threads, spec['batch'], 'H'))
   return rows
 
 
@@ -386,22 +446,14 @@ def _h_mem_child(spec):
   """Peak RSS of one side alone: warm-up + 2 steps."""
   threads = _pin(spec['threads'])
   if spec['side'] == 'torch':
-    v = _torch_h(spec, threads)
-  else:
-    impl, precision = spec['side'].split(':')
-    v = _jax_h(spec, impl, precision)
-  before = _rss_mib()
-  for _ in range(3):
-    v['run']()
-  return {'peak_mib': _peak_mib(), 'step_mib': _peak_mib() - before}
+    return _step_memory(_torch_h(spec, threads))
+  impl, precision = spec['side'].split(':')
+  return _step_memory(_jax_h(spec, impl, precision))
 
 
 # =============================================================================
 # Generator steps, JAX and PyTorch sides.
 # =============================================================================
-_GEN_TINY_H = dict(nf=4, embed_dim=8, n_blocks=1)
-
-
 def generator_side(size: int, multiple: int) -> int:
   """The multiple of `multiple` nearest to `size` (at least `multiple`)."""
   return max(multiple, int(size / multiple + 0.5) * multiple)
@@ -426,7 +478,7 @@ def _jax_gen(spec, precision):
     tiny = importlib.import_module(models.get(spec['name']).__module__).Tiny
     dtype = config_lib.compute_dtype(precision)
     model = tiny(**({'dtype': dtype} if dtype is not None else {}))
-    h_kw = _GEN_TINY_H
+    h_kw = _MODELS['tiny']
   else:
     model = generator.make_model(spec['name'], None, precision)
     h_kw = {}
@@ -460,32 +512,10 @@ def _jax_gen(spec, precision):
       model, tx, flow_weight=flow_weight,
       h_model=h_model.clone(conv_impl='xla'), alpha=spec['alpha']),
                  state, *args)
-  params0 = jax.device_get(state.params)
-  t0 = time.perf_counter()
-  compiled = make_step(h_model).lower(state, *args).compile()
-  compile_s = time.perf_counter() - t0
-  mem = compiled.memory_analysis()
-  xla_bytes = None
-  if mem is not None:
-    xla_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                 + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
-  box = {'state': state, 'loss0': None}
-
-  def run():
-    box['state'], metrics = compiled(box['state'], *args)
-    loss = jax.block_until_ready(metrics['train/loss'])
-    if box['loss0'] is None:
-      box['loss0'] = float(loss)
-
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params0))
-  return {'run': run, 'compile_s': compile_s, 'flops': flops,
-          'xla_mib': xla_bytes / 2 ** 20 if xla_bytes else None,
-          'params': n_params, 'params0': params0, 'side': side,
+  return {**_jax_side(make_step(h_model), state, args, mesh),
+          'flops': flops, 'side': side,
           'h_params0': jax.device_get(h_params),
-          'plane0': np.asarray(jax.device_get(plane)), 'host': host,
-          'box': box, 'mesh_size': mesh.size,
-          'device_kind': jax.devices()[0].device_kind,
-          'platform': jax.devices()[0].platform}
+          'plane0': np.asarray(jax.device_get(plane)), 'host': host}
 
 
 def _import_torch_generators():
@@ -508,7 +538,7 @@ def _torch_gen(spec, threads, params0=None, h_params0=None, plane0=None,
   net = tg.make(spec['name'], tiny)
   if params0 is not None:
     tg.load_flax_params(net, params0)
-  h_net = tr.TorchHyperCUT(**(_GEN_TINY_H if tiny else {}))
+  h_net = tr.TorchHyperCUT(**_MODELS[spec['model']])
   if h_params0 is not None:
     tr.load_flax_params(h_net, h_params0, plane0)
   for p in h_net.parameters():
@@ -540,20 +570,6 @@ def _torch_gen(spec, threads, params0=None, h_params0=None, plane0=None,
           'threads': torch.get_num_threads()}
 
 
-def _interleave(variants, reps):
-  """Runs every variant once per repetition, order rotated; walls, cpus."""
-  names = list(variants)
-  walls = {n: [] for n in names}
-  cpus = {n: [] for n in names}
-  for rep in range(reps):
-    k = rep % len(names)
-    for name in names[k:] + names[:k]:
-      w, c = _timed(variants[name]['run'])
-      walls[name].append(w)
-      cpus[name].append(c)
-  return walls, cpus
-
-
 def _gen_child(spec):
   """One generator: every JAX precision and torch, interleaved."""
   threads = _pin(spec['threads'])
@@ -563,51 +579,17 @@ def _gen_child(spec):
   first = next(iter(variants.values()))
   if spec['torch']:
     _import_torch_generators()
-    t0 = time.perf_counter()
-    variants['torch'] = _torch_gen(spec, threads, first['params0'],
-                                   first['h_params0'], first['plane0'],
-                                   first['host'])
-    variants['torch']['run']()
-    variants['torch']['compile_s'] = time.perf_counter() - t0
-  for v in variants.values():
-    if v['box']['loss0'] is None:
-      v['run']()        # warm-up; records the first loss
-  load0 = os.getloadavg()[0]
-  walls, cpus = _interleave(variants, spec['reps'])
-  load1 = os.getloadavg()[0]
-  torch_row = None
-  if spec['torch']:
-    t = variants['torch']
-    torch_row = {'name': 'torch', 'params': t['params'],
-                 'compile_s': t['compile_s'], 'loss0': t['box']['loss0'],
-                 'threads': t['threads'],
-                 'device': spec.get('torch_device', 'cpu'),
-                 **_summary(walls['torch'], cpus['torch'], spec['batch'])}
+  timing = _time_variants(spec, variants, lambda: _torch_gen(
+      spec, threads, first['params0'], first['h_params0'], first['plane0'],
+      first['host']))
   rows = []
   for name, v in variants.items():
     if name == 'torch':
       continue
-    precision = name.split(':')[1]
-    row = {'name': spec['name'], 'size': v['side'], 'batch': spec['batch'],
-           'devices': v['mesh_size'], 'precision': precision,
-           'params': v['params'], 'compile_s': v['compile_s'],
-           'loss0': v['box']['loss0'], 'flops': v['flops'],
-           'xla_mib': v['xla_mib'], 'device_kind': v['device_kind'],
-           'platform': v['platform'], 'threads': threads,
-           'load_before': load0, 'load_after': load1,
-           **_summary(walls[name], cpus[name], spec['batch'])}
-    row['gflops_per_s'] = (v['flops'] / row['step_s'] / 1e9
-                           if v['flops'] else None)
-    peak = _peak_for(v['device_kind'], precision)
-    row['mfu'] = (row['gflops_per_s'] / 1e3 / peak
-                  if peak and row['gflops_per_s'] and v['platform'] != 'cpu'
-                  else None)
-    if torch_row is not None:
-      check_param_counts(row['params'], torch_row['params'], spec['name'])
-      row['torch'] = torch_row
-      row['ratio'] = row['samples_per_s'] / torch_row['samples_per_s']
-      row['loss_diff'] = abs(row['loss0'] - torch_row['loss0'])
-    rows.append(row)
+    head = {'name': spec['name'], 'size': v['side'], 'batch': spec['batch'],
+            'devices': v['mesh_size'], 'precision': name.split(':')[1]}
+    rows.append(_jax_row(head, v, name, timing, threads, spec['batch'],
+                         spec['name']))
   return rows
 
 
@@ -615,13 +597,8 @@ def _gen_mem_child(spec):
   """Peak RSS of one generator side alone: warm-up + 2 steps."""
   threads = _pin(spec['threads'])
   if spec['side'] == 'torch':
-    v = _torch_gen(spec, threads)
-  else:
-    v = _jax_gen(spec, spec['side'].split(':')[1])
-  before = _rss_mib()
-  for _ in range(3):
-    v['run']()
-  return {'peak_mib': _peak_mib(), 'step_mib': _peak_mib() - before}
+    return _step_memory(_torch_gen(spec, threads))
+  return _step_memory(_jax_gen(spec, spec['side'].split(':')[1]))
 # =============================================================================
 # The input pipeline.
 # =============================================================================
@@ -720,6 +697,20 @@ def _settings():
   return validate_settings(s)
 
 
+def _add_memory(rows, kind, spec, devices, jax_sides, side_of):
+  """Runs a `kind` memory child per side (+ torch); adds row['memory'].
+
+  side_of(row) names the JAX side of a row; torch's goes to
+  row['torch']['memory'].
+  """
+  sides = jax_sides + (['torch'] if _FLAGS.torch else [])
+  mem = {side: _spawn(kind, dict(spec, side=side), devices) for side in sides}
+  for row in rows:
+    row['memory'] = mem[side_of(row)]
+    if 'torch' in mem:
+      row['torch']['memory'] = mem['torch']
+
+
 def run_h(s) -> list:
   rows = []
   for devices in s['devices']:
@@ -730,14 +721,9 @@ def run_h(s) -> list:
               'torch_device': _FLAGS.torch_device, 'threads': _FLAGS.threads}
       got = _spawn('h', spec, devices)
       if s['memory']:
-        sides = [f'{i}:{p}' for p in s['precisions'] for i in s['impls']]
-        sides += ['torch'] if _FLAGS.torch else []
-        mem = {side: _spawn('h_mem', dict(spec, side=side), devices)
-               for side in sides}
-        for row in got:
-          row['memory'] = mem[f"{row['impl']}:{row['precision']}"]
-          if 'torch' in mem:
-            row['torch']['memory'] = mem['torch']
+        _add_memory(got, 'h_mem', spec, devices,
+                    [f'{i}:{p}' for p in s['precisions'] for i in s['impls']],
+                    lambda row: f"{row['impl']}:{row['precision']}")
       _print_h(got, header=not rows)
       rows += got
   return rows
@@ -788,14 +774,9 @@ def run_generators(s) -> list:
               'threads': _FLAGS.threads}
       got = _spawn('gen', spec, devices)
       if s['memory']:
-        sides = [f'jax:{p}' for p in s['precisions']]
-        sides += ['torch'] if _FLAGS.torch else []
-        mem = {side: _spawn('gen_mem', dict(spec, side=side), devices)
-               for side in sides}
-        for row in got:
-          row['memory'] = mem[f"jax:{row['precision']}"]
-          if 'torch' in mem:
-            row['torch']['memory'] = mem['torch']
+        _add_memory(got, 'gen_mem', spec, devices,
+                    [f'jax:{p}' for p in s['precisions']],
+                    lambda row: f"jax:{row['precision']}")
       for row in got:
         row['step'], row['impl'] = name, '-'
       _print_h(got, header=not rows)

@@ -1,4 +1,5 @@
-"""Helpers shared by the TFDS builders: checked PNG reading and common features.
+"""Helpers shared by the TFDS builders: checked PNG reading, common features
+and their base class `PngBuilder`.
 
 Everything here works without TensorFlow: PNGs are decoded with Pillow (to
 check them) and handed to `tfds.features.Image` as encoded bytes, so TFDS
@@ -6,12 +7,14 @@ never has to encode an image with TensorFlow.
 """
 import io
 import os
+import re
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
 N_FRAMES = 7  # sharp frames per example, in recorded time order.
+_FRAME_NAME = re.compile(r'^(\d{8})\.png$')
 
 
 def read_png(path, *, what='image'):
@@ -116,3 +119,51 @@ def require_dir(path, what):
   if not os.path.isdir(path):
     raise FileNotFoundError(f'{path}: {what} not found (expected a directory).')
   return path
+
+
+def frame_numbers(folder, expected):
+  """The numbers of the `%08d.png` files in `folder` (other files ignored).
+
+  Args:
+    folder: the directory to list.
+    expected: how the frames are named, for the error message.
+
+  Raises:
+    ValueError: naming the first other `.png` (any case) found.
+  """
+  numbers = []
+  for name in os.listdir(folder):
+    if not name.lower().endswith('.png'):
+      continue
+    m = _FRAME_NAME.match(name)
+    if not m:
+      raise ValueError(f'{os.path.join(folder, name)}: unexpected file name; {expected}')
+    numbers.append(int(m.group(1)))
+  return numbers
+
+
+class PngBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the builders: `base_features(**_extra_features())`, array_record files.
+
+  Subclasses set `HOMEPAGE` and `code_path = epath.Path(__file__)`: TFDS
+  4.9.10 resolves `code_path` of a packaged builder through the
+  `importlib_resources` backport, which it requires only on Python < 3.9;
+  pointing it at the builder's own file avoids that (undeclared) dependency
+  (and README.md / CITATIONS.bib are read from beside that file).
+  """
+
+  HOMEPAGE = None
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault('file_format', 'array_record')
+    super().__init__(**kwargs)
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=base_features(**self._extra_features()),
+        homepage=self.HOMEPAGE,
+    )
+
+  def _extra_features(self):
+    """Features beside blur, sharp and id (none here)."""
+    return {}

@@ -342,16 +342,26 @@ def pair_order_aware(fwd, rev, higher_is_better: bool = True):
   return jnp.where(keep_fwd, fwd, rev)
 
 
+def _chosen(choose: Callable, metric_fn: Callable, pred, gt,
+            higher_is_better: bool = True):
+  """Per-frame metric_fn of pred vs gt, direction(s) picked by `choose`.
+
+  choose: `order_aware` or `pair_order_aware`, given the values of pred and
+  of its time reversal (`_forward_and_reversed`).
+  f32[..., T, H, W, C] x 2 -> f32[..., T].
+  """
+  return choose(*_forward_and_reversed(metric_fn, pred, gt),
+                higher_is_better=higher_is_better)
+
+
 def sequence_ppsnr(pred, gt, max_db: Optional[float] = None):
   """Order-aware per-frame PSNR: f32[..., T, H, W, C] x 2 -> f32[..., T]."""
-  fwd, rev = _forward_and_reversed(functools.partial(psnr, max_db=max_db),
-                                   pred, gt)
-  return order_aware(fwd, rev)
+  return _chosen(order_aware, functools.partial(psnr, max_db=max_db), pred, gt)
 
 
 def sequence_pssim(pred, gt):
   """Order-aware per-frame SSIM: f32[..., T, H, W, C] x 2 -> f32[..., T]."""
-  return order_aware(*_forward_and_reversed(ssim, pred, gt))
+  return _chosen(order_aware, ssim, pred, gt)
 
 
 def sequence_plpips(pred, gt, lpips_fn: Callable):
@@ -359,26 +369,23 @@ def sequence_plpips(pred, gt, lpips_fn: Callable):
 
   pred, gt: f32[..., T, H, W, 3] in [0, 1] -> f32[..., T].
   """
-  return order_aware(*_forward_and_reversed(lpips_fn, pred, gt),
-                     higher_is_better=False)
+  return _chosen(order_aware, lpips_fn, pred, gt, higher_is_better=False)
 
 
 def pair_ppsnr(pred, gt, max_db: Optional[float] = None):
   """Pair-level order-aware PSNR -> f32[..., T] (see `pair_order_aware`)."""
-  fwd, rev = _forward_and_reversed(functools.partial(psnr, max_db=max_db),
-                                   pred, gt)
-  return pair_order_aware(fwd, rev)
+  return _chosen(pair_order_aware, functools.partial(psnr, max_db=max_db),
+                 pred, gt)
 
 
 def pair_pssim(pred, gt):
   """Pair-level order-aware SSIM -> f32[..., T]."""
-  return pair_order_aware(*_forward_and_reversed(ssim, pred, gt))
+  return _chosen(pair_order_aware, ssim, pred, gt)
 
 
 def pair_plpips(pred, gt, lpips_fn: Callable):
   """Pair-level order-aware LPIPS (lower is better) -> f32[..., T]."""
-  return pair_order_aware(*_forward_and_reversed(lpips_fn, pred, gt),
-                          higher_is_better=False)
+  return _chosen(pair_order_aware, lpips_fn, pred, gt, higher_is_better=False)
 
 
 def best_of_n(values, axis: int, higher_is_better: bool = True):
@@ -411,15 +418,12 @@ def order_aware_summary(pred, gt, lpips_fn: Optional[Callable] = None, *,
   if level not in ('sequence', 'pair'):
     raise ValueError(f"level={level!r}; known: ['sequence', 'pair']")
   choose = order_aware if level == 'sequence' else pair_order_aware
-  psnr_t = choose(*_forward_and_reversed(
-      functools.partial(psnr, max_db=max_db), pred, gt))
+  psnr_t = _chosen(choose, functools.partial(psnr, max_db=max_db), pred, gt)
   out = {f'ppsnr_f{t}': psnr_t[..., t] for t in range(psnr_t.shape[-1])}
   out['ppsnr'] = jnp.mean(psnr_t, axis=-1)
-  out['pssim'] = jnp.mean(choose(*_forward_and_reversed(ssim, pred, gt)),
-                          axis=-1)
+  out['pssim'] = jnp.mean(_chosen(choose, ssim, pred, gt), axis=-1)
   if lpips_fn is not None:
-    lp = choose(*_forward_and_reversed(lpips_fn, pred, gt),
-                higher_is_better=False)
+    lp = _chosen(choose, lpips_fn, pred, gt, higher_is_better=False)
     out['plpips'] = jnp.mean(lp, axis=-1)
   return out
 

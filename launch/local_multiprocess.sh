@@ -48,17 +48,11 @@ Everything after '--' goes to every 'python -m hypercut_jax.main';
 EOF
 }
 
-die() {
-  echo "${PROG}: error: $*" >&2
-  echo "${USAGE}" >&2
-  exit 2
-}
+# die, need_value, quote, quote_all and main_flags:
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
-
-need_value() {  # need_value OPTION ARGC
-  [[ "$2" -ge 2 ]] || die "$1 needs a value"
-}
 
 num_processes=2
 devices_per_process=2
@@ -105,22 +99,8 @@ if [[ -n "${port}" ]]; then
     die "--port must be an integer in [1024, 65535], got '${port}'"
 fi
 
-config=""
-workdir=""
-prev=""
-for arg in "${main_args[@]+"${main_args[@]}"}"; do
-  case "${prev}" in
-    --config) config="${arg}" ;;
-    --workdir) workdir="${arg}" ;;
-  esac
-  case "${arg}" in
-    --config=*) config="${arg#*=}" ;;
-    --workdir=*) workdir="${arg#*=}" ;;
-  esac
-  prev="${arg}"
-done
-[[ -n "${config}" ]] || die "missing --config=CFG after '--'"
-[[ -n "${workdir}" ]] || die "missing --workdir=DIR after '--'"
+workdir=""  # set by main_flags
+main_flags "${main_args[@]+"${main_args[@]}"}"
 [[ "${workdir}" != *://* ]] ||
   die "--workdir=${workdir}: this launcher runs on one machine; use a local path"
 log_dir="${log_dir:-${workdir}/launch_logs}"
@@ -153,23 +133,6 @@ process_env() {  # process_env RANK -> one env assignment per line
     "SLURM_NTASKS=${num_processes}" \
     "SLURM_PROCID=${rank}" \
     "SLURM_LOCALID=${rank}"
-}
-
-quote() {  # Shell-quotes one word for display (single quotes when needed).
-  if [[ "$1" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-quote_all() {  # quote_all WORD... -> one line, words separated by spaces.
-  local word sep=""
-  for word in "$@"; do
-    printf '%s' "${sep}"
-    quote "${word}"
-    sep=" "
-  done
 }
 
 command_line() {  # command_line RANK -> the shell-quoted command

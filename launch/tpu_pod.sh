@@ -58,15 +58,9 @@ Options:
 EOF
 }
 
-die() {
-  echo "${PROG}: error: $*" >&2
-  echo "${USAGE}" >&2
-  exit 2
-}
-
-need_value() {  # need_value OPTION ARGC
-  [[ "$2" -ge 2 ]] || die "$1 needs a value"
-}
+# die, need_value, quote, quote_all and main_flags:
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $# -gt 0 ]] || die "missing command"
 case "$1" in
@@ -147,23 +141,9 @@ if [[ "${command}" == data ]] || { [[ "${command}" == all ]] && [[ -n "${data_sr
   [[ "${data_dir}" == /?* ]] || die "--data-dir must be an absolute path on the workers, got '${data_dir}'"
 fi
 
-config=""
-workdir=""
+workdir=""  # set by main_flags
 if wants train; then
-  prev=""
-  for arg in "${main_args[@]+"${main_args[@]}"}"; do
-    case "${prev}" in
-      --config) config="${arg}" ;;
-      --workdir) workdir="${arg}" ;;
-    esac
-    case "${arg}" in
-      --config=*) config="${arg#*=}" ;;
-      --workdir=*) workdir="${arg#*=}" ;;
-    esac
-    prev="${arg}"
-  done
-  [[ -n "${config}" ]] || die "missing --config=CFG after '--'"
-  [[ -n "${workdir}" ]] || die "missing --workdir=DIR after '--'"
+  main_flags "${main_args[@]+"${main_args[@]}"}"
   # Every worker must see one workdir: a shared mount at the same absolute
   # path (Filestore NFS, gcsfuse). hypercut_jax.train.loop writes it with
   # os/open, so a gs:// URL is not accepted yet (see launch/README.md).
@@ -177,23 +157,6 @@ fi
 gcloud_tpu=(gcloud compute tpus tpu-vm)
 location=("--zone=${zone}")
 if [[ -n "${project}" ]]; then location+=("--project=${project}"); fi
-
-quote() {  # Shell-quotes one word for display (single quotes when needed).
-  if [[ "$1" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-quote_all() {  # quote_all WORD... -> one line, words separated by spaces.
-  local word sep=""
-  for word in "$@"; do
-    printf '%s' "${sep}"
-    quote "${word}"
-    sep=" "
-  done
-}
 
 run() {  # Prints the command, then runs it unless --dry-run.
   echo "+ $(quote_all "$@")"

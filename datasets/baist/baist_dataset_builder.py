@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import re
 
 import numpy as np
 from etils import epath
@@ -26,7 +25,6 @@ from hypercut_datasets import builder_utils
 N_FRAMES = builder_utils.N_FRAMES
 MARGIN = 40  # frames skipped at both ends of every video (official loader).
 SPLITS = ('train', 'test')
-_BLUR_NAME = re.compile(r'^(\d{8})\.png$')
 
 # Trend pair (channel 0, channel 1) -> class label, as Animation-from-Blur's
 # `guidance2label`: 0 static, 1 (1,-1), 2 (-1,-1), 3 (-1,1), 4 (1,1).
@@ -61,15 +59,8 @@ def find_root(manual_dir):
 def count_blur_frames(video_dir):
   """N for one video; `blur/` must hold exactly 00000000.png..{N-1:08d}.png."""
   blur_dir = builder_utils.require_dir(os.path.join(video_dir, 'blur'), 'B-Aist++ blur folder')
-  indices = set()
-  for name in os.listdir(blur_dir):
-    if not name.lower().endswith('.png'):
-      continue
-    m = _BLUR_NAME.match(name)
-    if not m:
-      raise ValueError(f'{os.path.join(blur_dir, name)}: unexpected file name; blurry frames '
-                       'are named %08d.png, numbered from 00000000.png.')
-    indices.add(int(m.group(1)))
+  indices = set(builder_utils.frame_numbers(
+      blur_dir, 'blurry frames are named %08d.png, numbered from 00000000.png.'))
   for i in range(len(indices)):
     if i not in indices:
       raise FileNotFoundError(f'{os.path.join(blur_dir, f"{i:08d}.png")}: blurry frame missing '
@@ -175,15 +166,13 @@ def read_guidance(path, height, width):
   return resize_nearest(trend_to_labels(trend, path), height, width)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builder_utils.PngBuilder):
   """B-Aist++: blurry dancer frames, 7 sharp frames, motion guidance, bbox."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  # TFDS 4.9.10 resolves `code_path` of a packaged builder through the
-  # `importlib_resources` backport, which it requires only on Python < 3.9;
-  # pointing it at this file avoids that (undeclared) dependency.
-  code_path = epath.Path(__file__)
+  code_path = epath.Path(__file__)  # see builder_utils.PngBuilder.
+  HOMEPAGE = 'https://github.com/zzh-tech/Animation-from-Blur'
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Download B-Aist++ (link in github.com/zzh-tech/Animation-from-Blur, README,
   "Preparation") and unzip it into `manual_dir`, so that it holds
@@ -192,22 +181,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   (the video folders directly in manual_dir work too).
   """
 
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', 'array_record')
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=builder_utils.base_features(
-            guidance=tfds.features.Tensor(
-                shape=(None, None), dtype=np.int32, encoding=tfds.features.Encoding.ZLIB,
-                doc='i32[H,W] motion guidance class: 0 static, 1 (1,-1), 2 (-1,-1), '
-                    '3 (-1,1), 4 (1,1) (trend channels 0, 1).'),
-            bbox=tfds.features.BBoxFeature(
-                doc='dancer box, normalised (ymin, xmin, ymax, xmax).'),
-        ),
-        homepage='https://github.com/zzh-tech/Animation-from-Blur',
-    )
+  def _extra_features(self):
+    return {
+        'guidance': tfds.features.Tensor(
+            shape=(None, None), dtype=np.int32, encoding=tfds.features.Encoding.ZLIB,
+            doc='i32[H,W] motion guidance class: 0 static, 1 (1,-1), 2 (-1,-1), '
+                '3 (-1,1), 4 (1,1) (trend channels 0, 1).'),
+        'bbox': tfds.features.BBoxFeature(
+            doc='dancer box, normalised (ymin, xmin, ymax, xmax).'),
+    }
 
   def _split_generators(self, dl_manager):
     root = find_root(builder_utils.manual_dir(dl_manager))

@@ -146,15 +146,13 @@ def read_metadata(root):
   return entries
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builder_utils.PngBuilder):
   """RB2V street / face / hand: blurry image + 7 sharp frames in time order."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  # TFDS 4.9.10 resolves `code_path` of a packaged builder through the
-  # `importlib_resources` backport, which it requires only on Python < 3.9;
-  # pointing it at this file avoids that (undeclared) dependency.
-  code_path = epath.Path(__file__)
+  code_path = epath.Path(__file__)  # see builder_utils.PngBuilder.
+  HOMEPAGE = 'https://github.com/VinAIResearch/HyperCUT'
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name='street', description='RB2V-Street (9000 train / 2053 test).'),
       tfds.core.BuilderConfig(name='face', description='RB2V-Face (8000 train / 2157 test).'),
@@ -168,16 +166,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     <manual_dir>/Street/<seq>/sharp/0000_{1..7}.png, and the same for Face/ and Hand/.
   Paths inside metadata.json are relative to the folder holding it.
   """
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', 'array_record')
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=builder_utils.base_features(),
-        homepage='https://github.com/VinAIResearch/HyperCUT',
-    )
 
   def _split_generators(self, dl_manager):
     root = find_root(builder_utils.manual_dir(dl_manager), self.builder_config.name)

@@ -11,19 +11,18 @@ makes other variants. Build with
 """
 import dataclasses
 import os
-import re
 
 import numpy as np
 from etils import epath
 import tensorflow_datasets as tfds
 
 from hypercut_datasets import builder_utils
+from hypercut_jax.data import synthetic
 
 N_FRAMES = builder_utils.N_FRAMES
 BLUR_SPACES = ('linear', 'srgb')
 # TFDS split -> the REDS 120 fps folder holding its sequences.
 SPLIT_FOLDERS = {'train': 'train_orig', 'test': 'val_orig'}
-_FRAME_NAME = re.compile(r'^(\d{8})\.png$')
 
 
 @dataclasses.dataclass(eq=False)
@@ -38,18 +37,6 @@ class RedsConfig(tfds.core.BuilderConfig):
   """
   stride: int = N_FRAMES
   blur_space: str = 'linear'
-
-
-def srgb_to_linear(x):
-  """sRGB (IEC 61966-2-1) decoding: f[...] in [0,1] -> linear f[...] in [0,1]."""
-  x = np.asarray(x, np.float64)
-  return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(y):
-  """sRGB encoding: linear f[...] in [0,1] -> sRGB f[...] in [0,1] (clipped first)."""
-  y = np.clip(np.asarray(y, np.float64), 0.0, 1.0)
-  return np.where(y <= 0.0031308, 12.92 * y, 1.055 * y ** (1 / 2.4) - 0.055)
 
 
 def average_frames(frames, blur_space='linear'):
@@ -68,11 +55,11 @@ def average_frames(frames, blur_space='linear'):
   if blur_space == 'srgb':
     mean = frames.mean(axis=0, dtype=np.float64) / 255.0
   elif blur_space == 'linear':
-    lut = srgb_to_linear(np.arange(256) / 255.0)
+    lut = synthetic.srgb_to_linear(np.arange(256) / 255.0)
     acc = np.zeros(frames.shape[1:], np.float64)
     for f in frames:  # one frame at a time keeps memory at 2 float copies.
       acc += lut[f]
-    mean = linear_to_srgb(acc / len(frames))
+    mean = synthetic.linear_to_srgb(acc / len(frames))
   else:
     raise ValueError(f'blur_space={blur_space!r}; expected one of {BLUR_SPACES}.')
   return np.clip(np.floor(mean * 255.0 + 0.5), 0, 255).astype(np.uint8)
@@ -96,16 +83,8 @@ def list_frames(seq_dir):
   Frames must be named `%08d.png` with consecutive numbers; a gap or any other
   `.png` name is an error naming the file.
   """
-  indices = []
-  for name in os.listdir(seq_dir):
-    if not name.lower().endswith('.png'):
-      continue
-    m = _FRAME_NAME.match(name)
-    if not m:
-      raise ValueError(f'{os.path.join(seq_dir, name)}: unexpected file name; REDS 120 fps '
-                       'frames are named %08d.png (e.g. 00000000.png).')
-    indices.append(int(m.group(1)))
-  indices.sort()
+  indices = sorted(builder_utils.frame_numbers(
+      seq_dir, 'REDS 120 fps frames are named %08d.png (e.g. 00000000.png).'))
   if len(indices) < N_FRAMES:
     raise ValueError(f'{seq_dir}: {len(indices)} frames; a sequence needs at least {N_FRAMES}.')
   for want, have in zip(range(indices[0], indices[0] + len(indices)), indices):
@@ -130,15 +109,13 @@ def list_windows(split_dir, stride):
   return windows
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builder_utils.PngBuilder):
   """REDS 120 fps: blur = mean of 7 consecutive frames; test = official validation."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  # TFDS 4.9.10 resolves `code_path` of a packaged builder through the
-  # `importlib_resources` backport, which it requires only on Python < 3.9;
-  # pointing it at this file avoids that (undeclared) dependency.
-  code_path = epath.Path(__file__)
+  code_path = epath.Path(__file__)  # see builder_utils.PngBuilder.
+  HOMEPAGE = 'https://seungjunnah.github.io/Datasets/reds.html'
   BUILDER_CONFIG_CLASS = RedsConfig
   BUILDER_CONFIGS = [
       RedsConfig(name='linear', description='stride 7; blur averaged in linear RGB.'),
@@ -152,16 +129,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     val_orig/<seq>/%08d.png     (30 sequences; the test split)
   The zips' own layout, train/train_orig/... and val/val_orig/..., works too.
   """
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', 'array_record')
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=builder_utils.base_features(),
-        homepage='https://seungjunnah.github.io/Datasets/reds.html',
-    )
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config

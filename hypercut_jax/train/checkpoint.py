@@ -55,10 +55,11 @@ import jax
 from jax import lax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
+
+from hypercut_jax.train import report
 
 STATE, DATA, CONFIG, INTEGRITY = 'state', 'data', 'config', 'integrity'
 CORRUPT_SUFFIX = '.corrupt'
@@ -311,12 +312,6 @@ def _sealed(record: dict) -> dict:
 
 
 # ----------------------------------------------------------------- save ---
-def _config_dict(config) -> dict:
-  if isinstance(config, ml_collections.ConfigDict):
-    return config.to_dict()
-  return dict(config)
-
-
 def save(mngr: ocp.CheckpointManager, step: int, state, *, data_iter=None,
          config=None, metrics: dict | None = None) -> bool:
   """Starts an (async) save of step `step`; returns whether one started.
@@ -331,7 +326,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state, *, data_iter=None,
     items[DATA] = grain.checkpoint.CheckpointSave(data_iter)
     record[DATA] = _data_record(data_iter)
   if config is not None:
-    config = _config_dict(config)
+    config = report.config_dict(config)
     items[CONFIG] = ocp.args.JsonSave(config)
     record[CONFIG] = _config_digest(config)
   items[INTEGRITY] = ocp.args.JsonSave(_sealed(record))

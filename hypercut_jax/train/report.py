@@ -16,10 +16,13 @@ so the same code runs unchanged on one CPU and on a pod.
   `<prefix>.gif` animation of predicted vs ground-truth frames.
 - `ProgressBar`: tqdm with steps/s, ETA and the latest loss.
 - `format_metrics(metrics)`: a one-line summary for logs.
+- `config_dict(config)`: the JSON-ready dict of a config (`config.json`, and
+  the `config` item of checkpoints).
 
 Importing this module touches no device, file or flag; tensorboardX, tqdm and
 Pillow are imported when first used.
 """
+import collections.abc
 import json
 import math
 import numbers
@@ -83,13 +86,19 @@ def _json_value(value):
   return value
 
 
-def _config_dict(config):
-  """A JSON-ready dict from an `ml_collections.ConfigDict` or a mapping."""
+def config_dict(config) -> dict:
+  """A new JSON-ready dict from an `ml_collections.ConfigDict` or a mapping.
+
+  What `MetricWriter.write_config` and `checkpoint.save` write.
+
+  Raises:
+    ValueError: `config` is neither.
+  """
   if hasattr(config, 'to_dict'):
     config = config.to_dict()
-  if not isinstance(config, dict):
+  if not isinstance(config, collections.abc.Mapping):
     raise ValueError(f'config must be a ConfigDict or dict, got {type(config).__name__}')
-  return config
+  return dict(config)
 
 
 # ----------------------------------------------------------------------------
@@ -211,7 +220,7 @@ class MetricWriter:
     """Writes `workdir/config.json` (atomically: temp file + rename); config: ConfigDict or dict."""
     if not self.active:
       return
-    text = json.dumps(_config_dict(config), indent=2, sort_keys=True, default=str)
+    text = json.dumps(config_dict(config), indent=2, sort_keys=True, default=str)
     path = os.path.join(self.workdir, 'config.json')
     tmp = path + '.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:
