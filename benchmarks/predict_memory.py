@@ -44,12 +44,19 @@ def write_checkpoint(workdir: str, model_size: str) -> str:
   # pylint: disable=g-import-not-at-top
   import jax
   import optax
+  from hypercut_jax.configs import common
+  from hypercut_jax.configs import reproduce as reproduce_configs
   from hypercut_jax.configs import synthetic as synthetic_configs
   from hypercut_jax.train import checkpoint as ckpt_lib
   from hypercut_jax.train import generator as generator_lib
   # pylint: enable=g-import-not-at-top
   cfg = synthetic_configs.get_config(
       'stage=generator' if model_size == 'narrow' else 'smoke,stage=generator')
+  # The narrow Jin cascade of `reproduce --mode=cpu` (the numbers in the
+  # docstring), or the tests' smallest one.
+  cfg.model.name = 'jin2018'
+  cfg.model.kwargs = dict(reproduce_configs.CPU_JIN if model_size == 'narrow'
+                          else common.TINY['jin2018'])
   model = generator_lib.make_model(cfg.model.name, cfg.model.kwargs)
   init = generator_lib.make_init(model, optax.identity(), cfg.input.crop)
   abstract = jax.eval_shape(init, jax.random.key(0))

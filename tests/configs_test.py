@@ -48,8 +48,8 @@ def test_parse_arg_rejects_bad_input(arg, match):
 def test_config_args_are_checked():
   with pytest.raises(ValueError, match="subset='city'; known"):
     rb2v.get_config('subset=city')
-  with pytest.raises(ValueError, match="model='unet'; known"):
-    reds.get_config('stage=generator,model=unet')
+  with pytest.raises(ValueError, match="model='unet3d'; known"):
+    reds.get_config('stage=generator,model=unet3d')
 
 
 # ------------------------------------------------------------ every config --

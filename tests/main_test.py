@@ -37,9 +37,9 @@ def test_bad_override_fails_before_anything_runs(tmp_path, override, message):
 def test_invalid_value_is_one_clear_error(tmp_path):
   work = tmp_path / 'w'
   out = _main('--config=configs/synthetic.py:smoke', f'--workdir={work}',
-              '--config.generator.model.name=unet', timeout=180)
+              '--config.generator.model.name=unet3d', timeout=180)
   assert out.returncode != 0
-  assert ("ValueError: config.generator.model.name='unet'; known: "
+  assert ("ValueError: config.generator.model.name='unet3d'; known: "
           "['jin2018', 'purohit2019'" in out.stderr)
   assert not work.exists()
 
@@ -51,7 +51,7 @@ def test_readme_command_smoke_end_to_end(tmp_path):
   assert out.returncode == 0, out.stderr[-4000:]
   results = (work / 'results.md').read_text()
   assert '## Ordering network H' in results and 'hit (%)' in results
-  assert '## Generator jin2018 + HyperCUT' in results and 'pPSNR' in results
+  assert '## Generator unet + HyperCUT' in results and 'pPSNR' in results
   assert results.strip() in out.stdout
   for stage in ('ordering', 'generator'):
     lines = [json.loads(l) for l in open(work / stage / 'metrics.jsonl')]
@@ -100,7 +100,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
 
 def test_verbose_shows_the_traceback(tmp_path):
   out = _main('--config=configs/synthetic.py:smoke', f'--workdir={tmp_path}/w',
-              '--config.generator.model.name=unet', '--verbose', timeout=180)
+              '--config.generator.model.name=unet3d', '--verbose', timeout=180)
   assert out.returncode == 2
   assert 'Traceback' in out.stderr and 'error: ValueError' in out.stderr
 

@@ -21,6 +21,7 @@ from hypercut_jax.data import guidance as guidance_lib
 from hypercut_jax.data import synthetic
 from hypercut_jax.models import jin2018
 from hypercut_jax.models import purohit2019
+from hypercut_jax.models import unet
 from hypercut_jax.models import zhong2022
 from hypercut_jax.train import animation
 from hypercut_jax.train import generator as generator_lib
@@ -57,10 +58,12 @@ def _blur_ppsnr(batch) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['jin2018', 'purohit2019'])
+@pytest.mark.parametrize('name', ['jin2018', 'purohit2019', 'unet'])
 def test_generator_memorises_one_batch(name):
   if name == 'jin2018':
     model, size, steps = jin2018.Tiny(), 40, 300
+  elif name == 'unet':
+    model, size, steps = unet.Tiny(features=32, deep_features=32), 40, 300
   else:
     model = purohit2019.Tiny(middle_net=None)
     size, steps = 32, 300

@@ -403,3 +403,32 @@ def test_get_source_tfds_datasets_use_hypercut_datasets(monkeypatch):
   cfg = ml_collections.ConfigDict({'name': 'reds', 'data_dir': '/r'})
   data.get_source(cfg, 'train')
   assert calls == [('rb2v', 'test', '/d', 'face'), ('reds', 'train', '/r', None)]
+
+
+def test_view_scale_magnifies_the_photos_and_keeps_every_other_draw():
+  kw = dict(size=(32, 32), max_sprites=2)
+  for i in range(6):
+    dense = synthetic.scene(4, 'train', i, **kw)
+    magnified = synthetic.scene(4, 'train', i, view_scale=0.25, **kw)
+    assert dense['reverse'] == magnified['reverse']
+    for a, b in zip([dense['camera'], *dense['sprites']],
+                    [magnified['camera'], *magnified['sprites']]):
+      assert a['name'] == b['name'] and a['d4'] == b['d4']
+      np.testing.assert_array_equal(a.get('v', a.get('u')), b.get('v', b.get('u')))
+      # texture pixels per screen pixel (scale at its mip level) shrink 4x
+      np.testing.assert_allclose(b['scale'] * 2 ** b['level'],
+                                 0.25 * a['scale'] * 2 ** a['level'], rtol=1e-9)
+  # Magnified photos are smoother: smaller mean gradient of the sharp frames.
+  def roughness(view_scale):
+    src = synthetic.SyntheticBlur2Vid('train', seed=4, num_records=6, size=(32, 32),
+                                      view_scale=view_scale)
+    return np.mean([np.abs(np.diff(src[i]['sharp'].astype(np.float32), axis=2)).mean()
+                    for i in range(6)])
+  assert roughness(0.12) < 0.7 * roughness(1.0)
+  # The default is the source as before (1.0), and the config field reaches it.
+  assert synthetic.SyntheticBlur2Vid('test', seed=0, num_records=1).view_scale == 1.0
+  src = data.get_source(_synthetic_config(view_scale=0.5), 'test')
+  assert src.view_scale == 0.5 and 'view_scale=0.5' in repr(src)
+  for bad in (0, -1.0, 1.5, float('nan'), True, '1'):
+    with pytest.raises(ValueError, match='view_scale='):
+      synthetic.SyntheticBlur2Vid('train', seed=0, num_records=2, view_scale=bad)

@@ -206,15 +206,20 @@ GENERATOR_OPTIM = {
     # Purohit et al. 2019: Adam, lr 1e-4, halved at 50% and 75% of training.
     'purohit2019': dict(name='adam', lr=1e-4, schedule='multistep',
                         decay_rate=0.5, milestones_epochs=(50.0, 75.0)),
+    # Ours (models/unet.py, the CPU quick-start generator): Adam 1e-3,
+    # cosine decay over the run.
+    'unet': dict(name='adam', lr=1e-3, schedule='cosine'),
 }
 # Default model kwargs (named so `--config.model.kwargs.middle=none` works).
 GENERATOR_KWARGS = {
     'jin2018': {},
     'purohit2019': {'middle': 'jin_centre'},
+    'unet': {},
 }
 GENERATOR_LOSS = {
     'jin2018': dict(deblur='order_invariant', flow_weight=0.0),
     'purohit2019': dict(deblur='order_invariant', flow_weight=0.02),
+    'unet': dict(deblur='order_invariant', flow_weight=0.0),
 }
 
 
@@ -344,6 +349,7 @@ TINY = {
                                            tail_features=4)),
     # Animation-from-Blur's decomposer (generator stage).
     'zhong2022': dict(features=8, max_features=16, n_blocks=1),
+    'unet': dict(features=8, deep_features=8, num_blocks=1),
     # Animation-from-Blur's guidance predictor (stage 'predictor').
     'bicyclegan': dict(generator=dict(ngf=4, num_downs=5),
                        encoder=dict(nef=4, n_blocks=2),

@@ -3,17 +3,25 @@ r"""HyperCUT end to end on the embedded synthetic data (no download).
   python -m hypercut_jax.main --config=configs/synthetic.py \
       --workdir=/tmp/hypercut_synthetic
 
-Stage 1 trains a narrow H (nf=16, d=64, LeakyReLU 0.2) for 600 steps on
+Stage 1 trains a narrow H (nf=16, d=64, LeakyReLU 0.2) for 1000 steps on
 40 px crops of 64x64 synthetic sequences (camera + sprite motion over
-scikit-image photographs, direction reversed at random; the test split
-shows photographs the training split never uses); stage 2 trains a narrow
-Jin et al. 2018 cascade for 1000 steps under the frozen H: Charbonnier on
-each target sequence put in H's order (`hypercut.order_targets`, the
-paper's "explicit order") + `0.2 * R_hyp`, losses in the official
-normalised space, the cascade starting at the blur, Adam 1e-3 with a
-100-step warm-up. Prints the results table (with a "copy the blur" row and
-a per-frame verdict) and writes it to `workdir/results.md`. Sized to finish
-in about 5 minutes on a 2-core CPU.
+scikit-image photographs magnified 1.5-4x (`data.view_scale=0.12`),
+direction reversed at random; the test split shows photographs the training
+split never uses); stage 2 trains the CPU-sized generator (`models/unet.py`,
+ours: the paper's generators learn too little in this budget, see
+docs/reproduction.md) for 1500 steps under the frozen H: MSE on each target
+sequence put in H's order (`hypercut.order_targets`, the paper's "explicit
+order") + `0.02 * R_hyp`, losses in the official normalised space, the
+generator starting at the blur, Adam 1e-3 with a 100-step warm-up and a
+cosine decay. Prints the results table (with a "copy the blur" row and a
+per-frame verdict) and writes it to `workdir/results.md`. Sized to finish in
+about 5 minutes on a 2-core CPU.
+
+Why alpha 0.02 and not the paper's 0.2: at this budget R_hyp's gradient
+through the frozen H dominates the deblurring loss (a generator trained
+with 0.2 ends below the blur, where 0.02 and H-ordered targets gain; numbers
+in docs/reproduction.md). The paper's generators and weights are what
+`reproduce` trains.
 
 Args (after ':'): `smoke` shrinks everything to a few steps for tests;
 `stage=both|ordering|generator`; `seed=<int>`.
@@ -25,14 +33,8 @@ The generator stage alone, with the main job's H-ordered targets:
 """
 from hypercut_jax.configs import common
 
-# A narrow Jin cascade: every network of the full topology, fewer blocks and
-# channels (about 0.25 s per batch-8 step at 40 px on a shared 2-core CPU).
-PLAIN = (1, 1)
-JIN_NARROW = dict(
-    centre_features=16,
-    centre_stages=((PLAIN,), ((1, 2), (2, 4)), ((4, 2), (2, 1)), (PLAIN,)),
-    centre_tail=8, side_features=12, deep_plain=1, shallow_plain=1,
-    side_dilated=((1, 2), (2, 1)), side_tail=8)
+VIEW_SCALE = 0.12
+ALPHA = 0.02
 
 
 def get_config(arg=None):
@@ -43,6 +45,10 @@ def get_config(arg=None):
 
   c.data = common.synthetic_data(seed=arg.seed, num_train=4096, num_test=128,
                                  size=(64, 64))
+  # Photos magnified 1.5-4x (smooth content with clear edges): a motion the
+  # CPU-sized generator can learn in its budget (docs/reproduction.md, "How
+  # much is there to gain?").
+  c.data.view_scale = VIEW_SCALE
 
   h = common.ordering_stage()
   # Narrow H with the paper's LeakyReLU(0.2) (the official slope 1.0 makes
@@ -57,15 +63,15 @@ def get_config(arg=None):
   h.input.batch_size = 8
   h.input.eval_batch_size = 32
   h.total_epochs = None
-  h.total_steps = 600
+  h.total_steps = 1000
   h.eval_epochs = None
   h.ckpt_epochs = None
-  h.ckpt_steps = 300
+  h.ckpt_steps = 500
 
-  g = common.generator_stage('jin2018', JIN_NARROW)
+  g = common.generator_stage('unet', {})
   g.optim.lr = 1e-3
   g.optim.warmup_steps = 100
-  g.loss.deblur = 'charbonnier'
+  g.loss.deblur = 'mse'
   # Needs the frozen H: on with stage=both (chained); a one-stage generator
   # run sets it with its checkpoint (see the docstring).
   g.hypercut.order_targets = arg.stage == 'both'
@@ -74,23 +80,28 @@ def get_config(arg=None):
   g.input.batch_size = 8
   g.input.eval_batch_size = 16
   g.total_epochs = None
-  g.total_steps = 1000
+  g.total_steps = 1500
   g.eval_epochs = None
   g.ckpt_epochs = None
   g.ckpt_steps = 500
   g.eval.max_examples = 64
-  g.hypercut.alpha = 0.2
+  g.hypercut.alpha = ALPHA
 
   if arg.smoke:
     c.log_steps = 1
     c.data.num_train = 64
     c.data.num_test = 8
     c.data.size = (40, 40)
+    # Dense photos (the source's default): the tests' tiny networks see
+    # well-conditioned crops (magnified photos give near-flat 40 px crops,
+    # where H's InstanceNorm amplifies float rounding between device
+    # layouts beyond tests/multiprocess_test.py's 1e-5).
+    c.data.view_scale = 1.0
     common.shrink_for_smoke(h, crop=33, steps=2)
     h.model.kwargs = dict(common.TINY['hypercut'])
     h.input.eval_crop = 33
     common.shrink_for_smoke(g, crop=40, steps=2)
-    g.model.kwargs = dict(common.TINY['jin2018'])
+    g.model.kwargs = dict(common.TINY['unet'])
     g.input.eval_crop = 40
 
   if arg.stage == 'both':

@@ -18,7 +18,7 @@ NAMES = ('synthetic', 'rb2v', 'reds', 'baist')
 # Optional SyntheticBlur2Vid arguments a data config may set (else the class
 # defaults apply).
 _SYNTHETIC_OPTIONAL = ('blur_space', 'sub_frames', 'max_sprites',
-                       'motion_scale', 'scenes')
+                       'motion_scale', 'scenes', 'view_scale')
 
 
 def has_guidance(data_config) -> bool:
@@ -118,7 +118,7 @@ def get_source(data_config, split: str):
 
   data_config (an `ml_collections.ConfigDict` or a dict):
     synthetic: seed, num_train, num_test, size ((H, W) or int), optional
-      blur_space, sub_frames, max_sprites, motion_scale, scenes (see
+      blur_space, sub_frames, max_sprites, motion_scale, scenes, view_scale (see
       `synthetic.SyntheticBlur2Vid`; bad values raise ValueError there);
       split in {'train', 'test'}.
     rb2v / reds / baist: data_dir (where the TFDS datasets were prepared),

@@ -2,7 +2,7 @@
 
 Record `i` of split `s` is a pure function of `(seed, s, i)` and the
 source's settings (size, blur_space, sub_frames, max_sprites, motion_scale,
-scenes): all its random numbers come from
+view_scale, scenes): all its random numbers come from
 `np.random.default_rng([seed, split_id, i])` (train = 0, test = 1), so the
 same record has the same bytes in every process and call, and the two splits
 are disjoint by construction (different random streams and, by default,
@@ -32,6 +32,14 @@ at 64 px, and `motion_scale=0` gives 7 equal frames (the blur is the sharp
 image). Sizes are relative, so a 256 px record shows the same scene as a
 64 px one at a higher resolution (textures are pre-filtered into a 2x mip
 pyramid to avoid aliasing).
+
+Content scale. The camera's view spans 25-70% of its photo's short side and
+each sprite shows 15-40% of its photo's short side, both times `view_scale`
+(default 1): at 64 px and view_scale 1 a photo is shown 2-6x smaller than
+its pixels (dense detail in every pixel); `view_scale=0.12` shows 3-8% of
+the photo, magnified 1.5-4x (smooth content with clear edges, as a
+high-resolution sensor sees a scene at pixel level). Record sizes do not
+change; the draws are the same, so only the texture scale differs.
 
 Scene split. `scenes='split'` (default): train records draw the background
 and every sprite from TRAIN_TEXTURES only, test records from TEST_TEXTURES
@@ -109,6 +117,9 @@ TEXTURES = TRAIN_TEXTURES + TEST_TEXTURES
 _GREY = frozenset({'brick.png', 'camera.png', 'cell.png', 'grass.png',
                    'moon.png', 'coins.png', 'gravel.png'})
 _MAX_LEVEL = 3
+# The camera's view (at most 70% of the photo's short side, times
+# view_scale) must stay inside the photo.
+MAX_VIEW_SCALE = 1.4
 _PRESHRINK = {'retina.jpg': 1}   # 1411 px, soft: 705 px is plenty
 
 
@@ -288,12 +299,12 @@ def _draw_look(rng, name: str) -> dict:
 
 
 def _draw_camera(rng, h: int, w: int, motion_scale: float,
-                 pool: tuple[str, ...]) -> dict:
+                 pool: tuple[str, ...], view_scale: float = 1.0) -> dict:
   side = min(h, w)
   name = pool[rng.integers(len(pool))]
   tex_h, tex_w = _texture(name, 0).shape[:2]
-  # The view spans 25-70% of the texture's short side.
-  frac = rng.uniform(0.25, 0.7)
+  # The view spans 25-70% of the texture's short side (times view_scale).
+  frac = rng.uniform(0.25, 0.7) * view_scale
   s0 = frac * min(tex_h, tex_w) / side
   level, s_eff = _level_for(s0)
   th, tw = _texture(name, level).shape[:2]
@@ -314,7 +325,8 @@ def _draw_camera(rng, h: int, w: int, motion_scale: float,
 
 
 def _draw_sprite(rng, h: int, w: int, motion_scale: float,
-                 pool: tuple[str, ...], avoid: str) -> dict:
+                 pool: tuple[str, ...], avoid: str,
+                 view_scale: float = 1.0) -> dict:
   side = min(h, w)
   others = [n for n in pool if n != avoid]
   name = others[rng.integers(len(others))]
@@ -325,8 +337,10 @@ def _draw_sprite(rng, h: int, w: int, motion_scale: float,
   if rng.uniform() < 0.5:
     ab = ab[::-1]
   power = (2, 4, 8)[rng.integers(3)]   # ellipse .. rounded rectangle
-  # Texture: the sprite shows 15-40% of the texture's short side.
-  s0 = rng.uniform(0.15, 0.4) * min(tex_h, tex_w) / (2 * radius)
+  # Texture: the sprite shows 15-40% of the texture's short side (times
+  # view_scale).
+  s0 = (rng.uniform(0.15, 0.4) * view_scale * min(tex_h, tex_w)
+        / (2 * radius))
   level, s_eff = _level_for(s0)
   th, tw = _texture(name, level).shape[:2]
   span = radius * s_eff
@@ -450,7 +464,7 @@ def _render_sprite(sp: dict, t: np.ndarray, gx, gy, frames, space: str,
 
 def scene(seed: int, split: str, index: int, *, size=(64, 64),
           max_sprites: int = 3, motion_scale: float = 1.0,
-          scenes: str = 'split') -> dict:
+          scenes: str = 'split', view_scale: float = 1.0) -> dict:
   """What record `index` of `split` shows, drawn without rendering it.
 
   A pure function of its arguments (the same draws `render` makes):
@@ -462,8 +476,9 @@ def scene(seed: int, split: str, index: int, *, size=(64, 64),
   pool = photos(split, scenes)
   rng = np.random.default_rng([seed, SPLITS[split], index])
   reverse = bool(rng.integers(2))       # drawn first: independent of the rest
-  cam = _draw_camera(rng, h, w, motion_scale, pool)
-  sprites = [_draw_sprite(rng, h, w, motion_scale, pool, cam['name'])
+  cam = _draw_camera(rng, h, w, motion_scale, pool, view_scale)
+  sprites = [_draw_sprite(rng, h, w, motion_scale, pool, cam['name'],
+                          view_scale)
              for _ in range(int(rng.integers(1, max_sprites + 1)))]
   return {'reverse': reverse, 'camera': cam, 'sprites': sprites}
 
@@ -471,7 +486,7 @@ def scene(seed: int, split: str, index: int, *, size=(64, 64),
 def render(seed: int, split: str, index: int, *, size=(64, 64),
            blur_space: str = 'srgb', sub_frames: int = 3, max_sprites: int = 3,
            motion_scale: float = 1.0, scenes: str = 'split',
-           reverse: bool | None = None) -> dict:
+           reverse: bool | None = None, view_scale: float = 1.0) -> dict:
   """Renders record `index` of `split` (see the module docstring).
 
   reverse: None draws the direction from the record's generator (the
@@ -481,7 +496,8 @@ def render(seed: int, split: str, index: int, *, size=(64, 64),
   """
   h, w = size
   drawn = scene(seed, split, index, size=size, max_sprites=max_sprites,
-                motion_scale=motion_scale, scenes=scenes)
+                motion_scale=motion_scale, scenes=scenes,
+                view_scale=view_scale)
   flip = drawn['reverse'] if reverse is None else bool(reverse)
   t = _times(sub_frames)
   gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -517,6 +533,10 @@ class SyntheticBlur2Vid:
     max_sprites: sprites per record are drawn from 1..max_sprites (int >= 1).
     motion_scale: multiplies every displacement, rotation and zoom (finite
       >= 0; 1: the camera moves 4-13 px over the exposure at 64 px).
+    view_scale: multiplies the share of its photo the camera and each
+      sprite show (finite, > 0, <= 1.4; 1: the camera sees 25-70% of the
+      photo's short side; smaller magnifies the photos). See "Content
+      scale".
     scenes: 'split' (default: train and test records show disjoint photos,
       TRAIN_TEXTURES / TEST_TEXTURES) or 'shared' (both draw from all).
 
@@ -527,7 +547,7 @@ class SyntheticBlur2Vid:
   def __init__(self, split: str, *, seed: int, num_records: int,
                size=(64, 64), blur_space: str = 'srgb', sub_frames: int = 3,
                max_sprites: int = 3, motion_scale: float = 1.0,
-               scenes: str = 'split'):
+               scenes: str = 'split', view_scale: float = 1.0):
     if split not in SPLITS:
       raise ValueError(f'split={split!r}; known: {sorted(SPLITS)}')
     if not _is_int(seed) or seed < 0:
@@ -550,6 +570,11 @@ class SyntheticBlur2Vid:
                        'number >= 0')
     if scenes not in SCENES:
       raise ValueError(f'scenes={scenes!r}; known: {SCENES}')
+    if (isinstance(view_scale, bool)
+        or not isinstance(view_scale, (int, float, np.integer, np.floating))
+        or not 0 < view_scale <= MAX_VIEW_SCALE):
+      raise ValueError(f'view_scale={view_scale!r}; must be a number in '
+                       f'(0, {MAX_VIEW_SCALE}]')
     self.split = split
     self.seed = int(seed)
     self.num_records = int(num_records)
@@ -559,6 +584,7 @@ class SyntheticBlur2Vid:
     self.max_sprites = int(max_sprites)
     self.motion_scale = float(motion_scale)
     self.scenes = scenes
+    self.view_scale = float(view_scale)
 
   def __len__(self) -> int:
     return self.num_records
@@ -570,11 +596,12 @@ class SyntheticBlur2Vid:
     return render(self.seed, self.split, index, size=self.size,
                   blur_space=self.blur_space, sub_frames=self.sub_frames,
                   max_sprites=self.max_sprites, motion_scale=self.motion_scale,
-                  scenes=self.scenes)
+                  scenes=self.scenes, view_scale=self.view_scale)
 
   def __repr__(self) -> str:
     return (f'SyntheticBlur2Vid(split={self.split!r}, seed={self.seed}, '
             f'num_records={self.num_records}, size={self.size}, '
             f'blur_space={self.blur_space!r}, sub_frames={self.sub_frames}, '
             f'max_sprites={self.max_sprites}, '
-            f'motion_scale={self.motion_scale}, scenes={self.scenes!r})')
+            f'motion_scale={self.motion_scale}, scenes={self.scenes!r}, '
+            f'view_scale={self.view_scale})')

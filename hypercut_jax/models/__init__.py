@@ -13,12 +13,14 @@ import jax.numpy as jnp
 
 from hypercut_jax.models import jin2018
 from hypercut_jax.models import purohit2019
+from hypercut_jax.models import unet
 from hypercut_jax.models import zhong2022
 
 REGISTRY = {
     'jin2018': jin2018.Model,
     'purohit2019': purohit2019.Model,
     'zhong2022': zhong2022.Decomposer,
+    'unet': unet.UNet,   # ours: the CPU quick-start generator
 }
 # Generators that need `guidance` (a motion class map) as an input.
 NEEDS_GUIDANCE = ('zhong2022',)
