@@ -472,3 +472,13 @@ def test_blur_ceiling_pieces_by_hand_and_a_tiny_run():
   assert all(v.shape == (7,) and np.all(np.isfinite(v)) for v in out.values())
   text = bc.table(out)
   assert text.count('\n') == 5 and 'copy the blur' in text
+
+
+def test_blur_ceiling_cli(capsys):
+  from benchmarks import blur_ceiling as bc  # pylint: disable=g-import-not-at-top
+  assert bc.main(['--size=16', '--num_train=2', '--num_test=1', '--kernel=3',
+                  '--samples=20', '--view_scale=0.5']) == 0
+  out = capsys.readouterr().out
+  assert 'view_scale=0.5' in out and '| per-record linear (gain, dB) |' in out
+  assert bc.main(['--kernel=4']) == 2
+  assert '--kernel=4' in capsys.readouterr().err

@@ -324,8 +324,8 @@ def test_validate_generator_fields():
     loop.validate(c)
   c.hypercut.checkpoint = None
   loop.validate(c)
-  c.model.name = 'unet'
-  with pytest.raises(ValueError, match=f"model.name='unet'; known: .*{name}"):
+  c.model.name = 'unet3d'
+  with pytest.raises(ValueError, match=f"model.name='unet3d'; known: .*{name}"):
     loop.validate(c)
   c.model.name = name
   c.loss.deblur = 'l1'
