@@ -520,6 +520,12 @@ def _is_int(x) -> bool:
   return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
+def _is_real(x) -> bool:
+  """True for Python / numpy ints and floats, False for bools and the rest."""
+  return (isinstance(x, (int, float, np.integer, np.floating))
+          and not isinstance(x, bool))
+
+
 class SyntheticBlur2Vid:
   """grain `RandomAccessDataSource` of synthetic blur/sharp examples.
 
@@ -563,16 +569,12 @@ class SyntheticBlur2Vid:
       raise ValueError(f'sub_frames={sub_frames!r}; must be an int >= 1')
     if not _is_int(max_sprites) or max_sprites < 1:
       raise ValueError(f'max_sprites={max_sprites!r}; must be an int >= 1')
-    if (isinstance(motion_scale, bool)
-        or not isinstance(motion_scale, (int, float, np.integer, np.floating))
-        or not 0 <= motion_scale < math.inf):
+    if not _is_real(motion_scale) or not 0 <= motion_scale < math.inf:
       raise ValueError(f'motion_scale={motion_scale!r}; must be a finite '
                        'number >= 0')
     if scenes not in SCENES:
       raise ValueError(f'scenes={scenes!r}; known: {SCENES}')
-    if (isinstance(view_scale, bool)
-        or not isinstance(view_scale, (int, float, np.integer, np.floating))
-        or not 0 < view_scale <= MAX_VIEW_SCALE):
+    if not _is_real(view_scale) or not 0 < view_scale <= MAX_VIEW_SCALE:
       raise ValueError(f'view_scale={view_scale!r}; must be a number in '
                        f'(0, {MAX_VIEW_SCALE}]')
     self.split = split

@@ -61,7 +61,6 @@ CONV_IMPLS = ('auto', 'xla', 'cpu')
 SEQUENCE_FIELDS = ('mean', 'std')
 
 
-
 def min_side(n_down: int = 5) -> int:
   """Smallest input side H: 2**n_down + 1 (33 for the default).
 

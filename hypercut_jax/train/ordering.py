@@ -35,9 +35,7 @@ def make_model(model_kwargs: dict, precision: str = 'float32'
   if unknown:
     raise ValueError(f'config.model.kwargs has unknown OrderingNet fields '
                      f'{unknown}; known: {list(MODEL_FIELDS)}')
-  for key in ('mean', 'std'):
-    if key in kwargs:
-      kwargs[key] = tuple(float(x) for x in kwargs[key])
+  # JSON lists for mean/std become tuples in OrderingNet itself.
   return ordering_model.OrderingNet(dtype=config_lib.compute_dtype(precision), **kwargs)
 
 
